@@ -1,0 +1,53 @@
+//! The upstream's errors and the problem+json each becomes.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use shared::problem::Problem;
+
+use crate::key::InvalidKey;
+use crate::storage::StoreError;
+
+/// Everything a request to the upstream can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidKey(#[from] InvalidKey),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("no value at key {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("storage failed: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidKey(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Storage(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let problem = if status.is_server_error() {
+            let request = shared::request_id::current().map(|id| id.to_string());
+            log::error!("{self} (request {})", request.unwrap_or_default());
+            Problem::new(status, None)
+        } else {
+            Problem::with_detail(status, self)
+        };
+        problem.response()
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP face of the store: the v1 contract, health, metrics and the OpenAPI document.
+
+mod auth;
+mod counters;
+mod error;
+mod info;
+mod kv;
+pub mod openapi;
+
+use actix_web::http::header::{self, EntityTag};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpMessage, HttpRequest, mime, web};
+use serde::de::DeserializeOwned;
+use shared::health::Lifecycle;
+
+pub use auth::Guard;
+pub use error::ApiError;
+
+use crate::storage::Store;
+
+/// What every handler shares.
+pub struct State {
+    pub store: Store,
+    pub lifecycle: Lifecycle,
+    pub instance: String,
+    /// The OpenAPI document, rendered once at startup.
+    pub openapi: String,
+}
+
+/// Registers every route of the upstream.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/readyz", web::get().to(info::readyz))
+        .route("/openapi.json", web::get().to(openapi::document))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(auth::require_token))
+                .route("/info", web::get().to(info::info))
+                .route("/kv", web::get().to(kv::list))
+                .service(
+                    web::resource("/kv/{key}*")
+                        .get(kv::get)
+                        .put(kv::put)
+                        .delete(kv::delete),
+                )
+                .service(
+                    web::resource("/counters/{name}*")
+                        .get(counters::get)
+                        .post(counters::increment),
+                ),
+        );
+}
+
+/// The `ETag` of a version.
+fn etag(version: i64) -> EntityTag {
+    EntityTag::new_strong(version.to_string())
+}
+
+/// Parses a JSON request body: 415 unless it is declared JSON, 400 when it is not JSON, 422
+/// when it is JSON of the wrong shape.
+fn parse_json<T: DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let declared_json = req.mime_type().ok().flatten().is_some_and(|mime| {
+        mime.type_() == mime::APPLICATION
+            && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+    });
+    if !declared_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        if error.is_data() {
+            ApiError::Unprocessable(format!(
+                "the body does not have the expected fields: {error}"
+            ))
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
+        }
+    })
+}
+
+/// The value of a header that is meant to be text, or 400.
+fn header_text<'a>(
+    req: &'a HttpRequest,
+    name: &header::HeaderName,
+) -> Result<Option<&'a str>, ApiError> {
+    req.headers()
+        .get(name)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                ApiError::BadRequest(format!("the {name} header is not visible ASCII"))
+            })
+        })
+        .transpose()
+}

@@ -1,0 +1,135 @@
+//! The upstream: portbound's backing service, a durable key–value store with counters.
+//!
+//! It binds its own port and knows nothing of its clients; the consumer attaches to it by URL.
+//! Its whole contract is the v1 API (served as OpenAPI at `/openapi.json`), so any backend that
+//! honours that contract can be attached instead.
+//!
+//! ```text
+//! PORT=8081 DATABASE_PATH=data/upstream.sqlite3 cargo run -p upstream
+//! curl -X PUT localhost:8081/v1/kv/greeting -H 'content-type: application/json' -d '"hello"'
+//! ```
+//!
+//! # Layout
+//!
+//! - [`settings`]: the variables it reads, validated at startup.
+//! - [`key`]: what a key (or counter name) may be.
+//! - [`storage`]: SQLite in WAL mode behind one group-committing writer thread and a read pool.
+//! - `api`: the HTTP routes — `/v1/kv`, `/v1/counters`, `/v1/info`, `/readyz`,
+//!   `/openapi.json` — with the access-token guard and the error type.
+//! - [`Application`] (here): builds the store and the server, binds, runs until stopped.
+
+mod api;
+pub mod key;
+pub mod settings;
+pub mod storage;
+
+use std::io;
+
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpServer, web};
+use shared::config::ConfigError;
+use shared::health::Lifecycle;
+use utoipa::OpenApi;
+
+pub use api::openapi::ApiDoc;
+pub use settings::{DEFAULT_PORT, Settings};
+use storage::Store;
+
+/// A bound, ready-to-run upstream.
+pub struct Application {
+    port: u16,
+    server: Server,
+    lifecycle: Lifecycle,
+    store: Store,
+    shutdown_delay: std::time::Duration,
+}
+
+impl Application {
+    /// Opens storage and binds the port; any problem is a [`ConfigError`] naming the variable.
+    /// Must be called inside an async runtime.
+    pub fn build(settings: Settings) -> Result<Self, ConfigError> {
+        let registry = shared::metrics::Registry::new();
+        let store = Store::open(&settings.database_path, &registry).map_err(|error| {
+            ConfigError::invalid(
+                "DATABASE_PATH",
+                &settings.database_path,
+                format_args!("a writable SQLite database file or :memory: ({error})"),
+            )
+        })?;
+        if settings.access_token.is_none() {
+            log::warn!("ACCESS_TOKEN is not set: /v1 is open to anyone who can reach this port");
+        }
+        let listener = settings.server.bind()?;
+        let port = listener
+            .local_addr()
+            .map_or(settings.server.port, |a| a.port());
+
+        let lifecycle = Lifecycle::new();
+        let metrics = shared::metrics::middleware("upstream", registry)
+            .expect("the request metrics register in a fresh registry");
+        let state = web::Data::new(api::State {
+            store: store.clone(),
+            lifecycle: lifecycle.clone(),
+            instance: settings.instance_name.clone(),
+            openapi: ApiDoc::openapi()
+                .to_json()
+                .expect("the OpenAPI document serializes"),
+        });
+        let guard = web::Data::new(api::Guard::new(settings.access_token.as_ref()));
+        let instance = settings.instance_name.clone();
+        let body_limit = settings.max_value_bytes;
+
+        let server = settings
+            .server
+            .tune(HttpServer::new(move || {
+                shared::app::base(metrics.clone(), body_limit)
+                    .app_data(state.clone())
+                    .app_data(guard.clone())
+                    .configure(api::routes)
+                    .wrap(DefaultHeaders::new().add(("X-Instance", instance.clone())))
+            }))
+            .listen(listener)
+            .map_err(|error| {
+                ConfigError::invalid(
+                    "PORT",
+                    &port.to_string(),
+                    format_args!("a port to listen on ({error})"),
+                )
+            })?
+            .run();
+        log::info!(
+            "upstream {} ready: instance {:?}, database {}",
+            env!("CARGO_PKG_VERSION"),
+            settings.instance_name,
+            settings.database_path
+        );
+        Ok(Application {
+            port,
+            server,
+            lifecycle,
+            store,
+            shutdown_delay: settings.server.shutdown_delay,
+        })
+    }
+
+    /// The port actually bound (the real one when `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The handle that drains and stops this instance as SIGTERM would.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Lifecycle::request_stop`]), drains, then closes
+    /// storage after the last write.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let served =
+            shared::server::run_until_stopped(self.server, self.lifecycle, self.shutdown_delay)
+                .await;
+        self.store.close().await;
+        served
+    }
+}

@@ -1,0 +1,161 @@
+//! The upstream's configuration, read once at startup and validated before anything binds.
+
+use std::fmt;
+
+use shared::config::{ConfigError, Layers};
+use shared::server::{self, ServerSettings};
+
+/// The port the upstream binds when `PORT` is unset.
+pub const DEFAULT_PORT: u16 = 8081;
+
+/// Every variable the upstream reads (besides `CONFIG_FILE` and `RUST_LOG`).
+pub const VARIABLES: [&str; 9] = [
+    server::VARIABLES[0],
+    server::VARIABLES[1],
+    server::VARIABLES[2],
+    server::VARIABLES[3],
+    server::VARIABLES[4],
+    "DATABASE_PATH",
+    "ACCESS_TOKEN",
+    "INSTANCE_NAME",
+    "MAX_VALUE_BYTES",
+];
+
+/// The upstream's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOST`, `PORT` (default 8081), `WORKERS`, `SHUTDOWN_DELAY`, `SHUTDOWN_TIMEOUT`.
+    pub server: ServerSettings,
+    /// SQLite file. `DATABASE_PATH`, default `data/upstream.sqlite3` (its directory is created);
+    /// `:memory:` keeps everything in memory, for throwaway runs.
+    pub database_path: String,
+    /// Token every `/v1` call must present (Bearer, or as the Basic password). `ACCESS_TOKEN`,
+    /// default unset: `/v1` is open, and a warning says so at startup.
+    pub access_token: Option<AccessToken>,
+    /// Name reported by `/v1/info` and the `X-Instance` header. `INSTANCE_NAME`, default
+    /// `upstream`.
+    pub instance_name: String,
+    /// Largest accepted value (request body), in bytes. `MAX_VALUE_BYTES`, default 65536.
+    pub max_value_bytes: usize,
+}
+
+impl Settings {
+    /// Reads the settings from `CONFIG_FILE` and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_layers(&Layers::load(&VARIABLES)?)
+    }
+
+    pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
+            database_path: layers.parse(
+                "DATABASE_PATH",
+                "data/upstream.sqlite3",
+                "a file path or :memory:",
+                |text| Ok::<_, ()>(text.to_owned()),
+            )?,
+            access_token: layers.parse_secret(
+                "ACCESS_TOKEN",
+                "a token of printable ASCII characters without spaces",
+                |text| AccessToken::parse(text).ok_or(()),
+            )?,
+            instance_name: layers.parse(
+                "INSTANCE_NAME",
+                "upstream",
+                "1 to 64 characters of A-Z a-z 0-9 . _ -",
+                |text| {
+                    let valid = text.len() <= 64
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                    if valid { Ok(text.to_owned()) } else { Err(()) }
+                },
+            )?,
+            max_value_bytes: layers.parse(
+                "MAX_VALUE_BYTES",
+                "65536",
+                "a size in bytes from 1 to 16777216",
+                |text| match text.parse::<usize>() {
+                    Ok(n @ 1..=16_777_216) => Ok(n),
+                    _ => Err(()),
+                },
+            )?,
+        })
+    }
+
+    /// Settings for a throwaway local instance on `port` (tests use 0) with an in-memory store.
+    pub fn local(port: u16) -> Self {
+        Settings {
+            server: ServerSettings::local(port),
+            database_path: ":memory:".to_owned(),
+            access_token: None,
+            instance_name: "upstream".to_owned(),
+            max_value_bytes: 65536,
+        }
+    }
+}
+
+/// The shared secret guarding `/v1`. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// A token of printable ASCII without spaces, or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        text.bytes()
+            .all(|b| b.is_ascii_graphic())
+            .then(|| AccessToken(text.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::from_layers(&Layers::from_vars(&VARIABLES, vars)?)
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.server.port, 8081);
+        assert_eq!(settings.server.host.to_string(), "127.0.0.1");
+        assert_eq!(settings.database_path, "data/upstream.sqlite3");
+        assert_eq!(settings.access_token, None);
+        assert_eq!(settings.instance_name, "upstream");
+        assert_eq!(settings.max_value_bytes, 65536);
+    }
+
+    #[test]
+    fn a_token_with_spaces_is_refused_without_showing_it() {
+        let error = load(&[("ACCESS_TOKEN", "my secret")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("ACCESS_TOKEN=\"***\""), "{error}");
+        assert!(!error.contains("secret\""), "{error}");
+    }
+
+    #[test]
+    fn an_instance_name_must_fit_in_a_header() {
+        let error = load(&[("INSTANCE_NAME", "a b")]).unwrap_err().to_string();
+        assert!(error.starts_with("INSTANCE_NAME=\"a b\""), "{error}");
+    }
+
+    #[test]
+    fn the_token_does_not_leak_through_debug() {
+        let token = AccessToken::parse("hunter2").unwrap();
+        assert_eq!(format!("{token:?}"), "AccessToken(***)");
+    }
+}

@@ -1,0 +1,187 @@
+//! The single writer: every change to the database goes through one thread, in group commits.
+//!
+//! `synchronous=FULL` makes each `COMMIT` wait for the disk. Doing that once per request would
+//! cap durable writes at the disk's flush rate, so the writer takes every job waiting in its
+//! queue (up to [`MAX_BATCH`]), runs each in its own savepoint inside one transaction, commits
+//! once, and only then answers each job. A job that fails rolls back its own savepoint and no
+//! one else's; a failed commit fails every job of the batch. No caller hears "done" before its
+//! change is on disk.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prometheus::Histogram;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// The most jobs one commit carries.
+pub const MAX_BATCH: usize = 256;
+
+/// Jobs that may wait for the writer before callers are held back.
+const QUEUE: usize = 4096;
+
+/// How often expired idempotency keys are removed (on the next write after this much time).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// A unit of work for the writer.
+trait Job: Send {
+    /// Runs inside the batch's transaction; returns how to answer once the commit's outcome is
+    /// known.
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>) -> Completion;
+    /// Answers without having run, when the batch could not even begin.
+    fn refuse(self: Box<Self>, error: StoreError);
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A caller's closure and the channel its answer goes back on.
+struct Pending<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for Pending<F, T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>) -> Completion {
+        let Pending { work, reply } = *self;
+        let outcome = tx
+            .savepoint()
+            .map_err(StoreError::from)
+            .and_then(|savepoint| {
+                let outcome = work(&savepoint)?;
+                savepoint.commit()?;
+                Ok(outcome)
+            });
+        Box::new(move |committed: Result<(), StoreError>| {
+            let _ = reply.send(committed.and(outcome));
+        })
+    }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+enum Message {
+    Job(Box<dyn Job>),
+    Close,
+}
+
+/// The handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Writer {
+    queue: mpsc::Sender<Message>,
+}
+
+/// What the writer thread needs besides its connection.
+pub(super) struct WriterContext {
+    pub batch_sizes: Histogram,
+    pub prune: fn(&Connection) -> rusqlite::Result<usize>,
+}
+
+impl Writer {
+    /// Starts the writer thread, which owns `conn` from now on.
+    pub fn start(conn: Connection, context: WriterContext) -> (Writer, JoinHandle<()>) {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("storage-writer".to_owned())
+            .spawn(move || run(conn, jobs, context))
+            .expect("the writer thread can be started");
+        (Writer { queue }, thread)
+    }
+
+    /// Runs `f` in its own savepoint and answers once the transaction holding it has committed.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending { work: f, reply });
+        self.queue
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the thread to finish the jobs already queued and stop.
+    pub async fn close(&self) {
+        let _ = self.queue.send(Message::Close).await;
+    }
+}
+
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: WriterContext) {
+    let mut last_prune = Instant::now();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut closing = false;
+    while !closing {
+        let Some(first) = queue.blocking_recv() else {
+            break;
+        };
+        for message in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+            match message {
+                Message::Job(job) => batch.push(job),
+                Message::Close => {
+                    closing = true;
+                    break;
+                }
+            }
+            if batch.len() == MAX_BATCH {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        context.batch_sizes.observe(batch.len() as f64);
+        let prune = last_prune.elapsed() >= PRUNE_EVERY;
+        if prune {
+            last_prune = Instant::now();
+        }
+        commit_batch(&mut conn, batch.drain(..), prune.then_some(context.prune));
+    }
+    if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        log::warn!("storage: final checkpoint failed: {error}");
+    }
+    log::info!("storage: writer stopped");
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    jobs: impl Iterator<Item = Box<dyn Job>>,
+    prune: Option<fn(&Connection) -> rusqlite::Result<usize>>,
+) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            log::error!("storage: cannot begin a transaction: {error}");
+            let error = StoreError::from(error);
+            jobs.for_each(|job| job.refuse(error.clone()));
+            return;
+        }
+    };
+    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut tx)).collect();
+    if let Some(prune) = prune {
+        match prune(&tx) {
+            Ok(0) => {}
+            Ok(n) => log::info!("storage: removed {n} expired idempotency keys"),
+            Err(error) => log::warn!("storage: pruning idempotency keys failed: {error}"),
+        }
+    }
+    let committed = tx.commit().map_err(|error| {
+        log::error!(
+            "storage: commit failed, {} writes refused: {error}",
+            completions.len()
+        );
+        StoreError::from(error)
+    });
+    for complete in completions {
+        complete(committed.clone());
+    }
+}

@@ -1,0 +1,339 @@
+//! `/v1/kv`: values, versions and conditional requests.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, etag, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn put_creates_with_201_then_replaces_with_200_and_a_new_etag() {
+    let app = spawn_app().await;
+
+    let created = app
+        .put_json("links/abc", &json!({"url": "https://example.com"}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["location"], "/v1/kv/links/abc");
+    let first = etag(&created);
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["key"], "links/abc");
+    assert_eq!(format!("\"{}\"", body["version"].as_str().unwrap()), first);
+
+    let replaced = app.put_json("links/abc", &json!([1, 2, 3])).await;
+    assert_eq!(replaced.status(), StatusCode::OK);
+    assert_ne!(etag(&replaced), first);
+}
+
+#[tokio::test]
+async fn get_returns_the_stored_json_with_its_etag() {
+    let app = spawn_app().await;
+    let value = json!({"nested": {"list": [1, "two", null]}, "n": 1.5});
+    let put = app.put_json("k", &value).await;
+
+    let got = app.get_key("k").await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.headers()["content-type"], "application/json");
+    assert_eq!(etag(&got), etag(&put));
+    assert_eq!(got.json::<Value>().await.unwrap(), value);
+}
+
+#[tokio::test]
+async fn get_of_an_unknown_key_is_a_404_problem() {
+    let app = spawn_app().await;
+    let body = assert_problem(app.get_key("missing").await, StatusCode::NOT_FOUND).await;
+    assert!(body["detail"].as_str().unwrap().contains("missing"));
+}
+
+#[tokio::test]
+async fn get_with_the_current_etag_in_if_none_match_is_304() {
+    let app = spawn_app().await;
+    let tag = etag(&app.put_json("k", &json!(1)).await);
+
+    let cached = app
+        .client
+        .get(app.url("/v1/kv/k"))
+        .header("If-None-Match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(etag(&cached), tag);
+
+    app.put_json("k", &json!(2)).await;
+    let stale = app
+        .client
+        .get(app.url("/v1/kv/k"))
+        .header("If-None-Match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::OK);
+    assert_eq!(stale.json::<Value>().await.unwrap(), json!(2));
+}
+
+#[tokio::test]
+async fn if_none_match_star_creates_only() {
+    let app = spawn_app().await;
+    let create = || {
+        app.client
+            .put(app.url("/v1/kv/once"))
+            .header("If-None-Match", "*")
+            .json(&json!("first"))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
+    let refused = assert_problem(create().await.unwrap(), StatusCode::PRECONDITION_FAILED).await;
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(r#"the precondition on key "once" does not hold"#),
+        "{detail}"
+    );
+    assert_eq!(
+        app.get_key("once").await.json::<Value>().await.unwrap(),
+        json!("first")
+    );
+}
+
+#[tokio::test]
+async fn if_match_replaces_only_the_named_version() {
+    let app = spawn_app().await;
+    let v1 = etag(&app.put_json("k", &json!(1)).await);
+    let v2 = etag(&app.put_json("k", &json!(2)).await);
+    let put_if = |tag: String| {
+        app.client
+            .put(app.url("/v1/kv/k"))
+            .header("If-Match", tag)
+            .json(&json!(3))
+            .send()
+    };
+
+    assert_problem(put_if(v1).await.unwrap(), StatusCode::PRECONDITION_FAILED).await;
+    assert_problem(
+        put_if(format!("W/{v2}")).await.unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert_eq!(put_if(v2).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.get_key("k").await.json::<Value>().await.unwrap(),
+        json!(3)
+    );
+}
+
+#[tokio::test]
+async fn if_match_on_a_missing_key_fails_and_creates_nothing() {
+    let app = spawn_app().await;
+    for tag in ["*", "\"1\""] {
+        let response = app
+            .client
+            .put(app.url("/v1/kv/ghost"))
+            .header("If-Match", tag)
+            .json(&json!(1))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+    }
+    assert_eq!(app.get_key("ghost").await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_malformed_conditional_header_is_a_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .put(app.url("/v1/kv/k"))
+        .header("If-Match", "not-quoted")
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn of_concurrent_writers_on_one_version_exactly_one_wins() {
+    let app = spawn_app().await;
+    let tag = etag(&app.put_json("contended", &json!(0)).await);
+    let writers = (0..32).map(|n| {
+        app.client
+            .put(app.url("/v1/kv/contended"))
+            .header("If-Match", &tag)
+            .json(&json!(n))
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_statuses(writers).await;
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+        .count();
+    assert_eq!((won, lost), (1, 31), "{statuses:?}");
+}
+
+async fn futures_statuses(
+    requests: impl Iterator<
+        Item = impl Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+    >,
+) -> Vec<StatusCode> {
+    let tasks: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().unwrap().status());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn delete_answers_204_then_404() {
+    let app = spawn_app().await;
+    app.put_json("k", &json!(1)).await;
+    let delete = || app.client.delete(app.url("/v1/kv/k")).send();
+    assert_eq!(delete().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_problem(delete().await.unwrap(), StatusCode::NOT_FOUND).await;
+    assert_eq!(app.get_key("k").await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_with_a_stale_if_match_is_412_and_keeps_the_value() {
+    let app = spawn_app().await;
+    let old = etag(&app.put_json("k", &json!(1)).await);
+    app.put_json("k", &json!(2)).await;
+    let response = app
+        .client
+        .delete(app.url("/v1/kv/k"))
+        .header("If-Match", old)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(app.get_key("k").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .put(app.url("/v1/kv/k"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(body["detail"].as_str().unwrap().contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn a_body_not_declared_as_json_is_a_415() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .put(app.url("/v1/kv/k"))
+        .header("content-type", "text/plain")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+}
+
+#[tokio::test]
+async fn a_value_over_the_limit_is_a_413() {
+    let app = spawn_app_with(|settings| settings.max_value_bytes = 100).await;
+    let fits = json!("x".repeat(90));
+    assert_eq!(app.put_json("k", &fits).await.status(), StatusCode::CREATED);
+    let too_big = json!("x".repeat(101));
+    assert_problem(
+        app.put_json("k", &too_big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn keys_that_could_escape_or_confuse_a_path_are_400() {
+    let app = spawn_app().await;
+    for key in ["a//b", "a/", "a%20b", "a%25b", "%C3%A9", &"k".repeat(257)] {
+        let response = app.put_json(key, &json!(1)).await;
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    for path in [
+        "/v1/kv/a/../b",
+        "/v1/kv/./a",
+        "/v1/kv/a/%2e%2e/b",
+        "/v1/kv/..",
+    ] {
+        let answer = app.raw(&format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_through_a_prefix_in_key_order() {
+    let app = spawn_app().await;
+    for key in ["links/c", "links/a", "other/x", "links/b", "linkz"] {
+        app.put_json(key, &json!(key)).await;
+    }
+    let page = |query: &str| {
+        let url = app.url(&format!("/v1/kv?{query}"));
+        let client = app.client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    let first = page("prefix=links/&limit=2").await;
+    let keys: Vec<&str> = first["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["links/a", "links/b"]);
+    assert!(first["keys"][0]["version"].is_string());
+    assert_eq!(first["next"], "links/b");
+
+    let second = page("prefix=links/&limit=2&after=links/b").await;
+    let keys: Vec<&str> = second["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["links/c"]);
+    assert_eq!(second["next"], Value::Null);
+
+    assert_eq!(page("").await["keys"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn listing_refuses_a_bad_limit_or_prefix() {
+    let app = spawn_app().await;
+    for query in ["limit=0", "limit=1001", "limit=ten", "prefix=a%20b"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/v1/kv?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    let max = app
+        .client
+        .get(app.url("/v1/kv?limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(max.status(), StatusCode::OK);
+}

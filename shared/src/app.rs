@@ -1,0 +1,35 @@
+//! The application both services start from: the middleware every request passes through and
+//! the fallbacks for what no route matches.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, Error, web};
+use actix_web_prom::PrometheusMetrics;
+
+use crate::{logging, problem, request_id};
+
+/// An app with, from the outside in: the access log, request ids, metrics and problem bodies
+/// for every error; extractor errors as problems (bodies up to `body_limit` bytes); `/livez`;
+/// and a 404 problem for unknown paths. The service adds its own routes and `/readyz`.
+pub fn base(
+    metrics: PrometheusMetrics,
+    body_limit: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .configure(|cfg| problem::configure_extractors(cfg, body_limit))
+        .route("/livez", web::get().to(crate::health::livez))
+        .default_service(web::to(problem::not_found))
+        .wrap(problem::error_bodies())
+        .wrap(metrics)
+        .wrap(from_fn(request_id::middleware))
+        .wrap(logging::access_log())
+}

@@ -1,0 +1,342 @@
+//! Layered settings: code defaults → optional TOML file named by `CONFIG_FILE` → environment.
+//!
+//! The `config` crate merges the layers; this module then reads each variable by its
+//! environment name and parses it in code, so that a bad value is reported the way an operator
+//! needs it: one line with the variable, the value as given (credentials hidden) and what was
+//! expected. A service turns that line into exit status 2 before it binds anything.
+//!
+//! Keys in the file are the variable names in lower case (`port = 8081`,
+//! `database_path = "…"`). Only the service's own variables are taken from the environment, so
+//! an unknown key in the file is a typo and is refused rather than ignored. An empty variable
+//! counts as unset.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Map, Source, Value};
+
+use crate::redact;
+
+/// The variable naming the optional TOML file. It is read from the environment only.
+pub const CONFIG_FILE: &str = "CONFIG_FILE";
+
+/// Why a service refused its configuration; printed as one line before exiting with status 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable holds a value the service cannot use.
+    #[error("{variable}={value:?}{origin}: expected {expected}")]
+    Invalid {
+        variable: String,
+        /// The value as given, with credentials replaced by `***`.
+        value: String,
+        /// Empty for the environment, ` (from FILE)` for the config file.
+        origin: String,
+        expected: String,
+    },
+    /// The file named by `CONFIG_FILE` is missing, unreadable or not TOML.
+    #[error("{CONFIG_FILE}={path:?}: expected a readable TOML file ({reason})")]
+    File { path: String, reason: String },
+    /// The file names a setting this service does not have.
+    #[error("{CONFIG_FILE}={path:?}: unknown setting `{key}` (known: {known})")]
+    UnknownKey {
+        path: String,
+        key: String,
+        known: String,
+    },
+}
+
+impl ConfigError {
+    /// A value found unusable after parsing, for example a database path that cannot be opened.
+    pub fn invalid(variable: &str, value: &str, expected: impl fmt::Display) -> Self {
+        ConfigError::Invalid {
+            variable: variable.to_owned(),
+            value: redact::credentials_in(value),
+            origin: String::new(),
+            expected: expected.to_string(),
+        }
+    }
+}
+
+/// The merged layers of one service's configuration, ready to be read variable by variable.
+#[derive(Debug)]
+pub struct Layers {
+    /// Lower-case variable name → value, each value knowing where it came from.
+    values: Map<String, Value>,
+    file: Option<PathBuf>,
+}
+
+/// A raw value and where it came from.
+struct Raw {
+    text: String,
+    origin: String,
+}
+
+impl Layers {
+    /// Merges `CONFIG_FILE` and the process environment for the variables in `names`.
+    pub fn load(names: &[&str]) -> Result<Self, ConfigError> {
+        Self::from_vars(names, std::env::vars())
+    }
+
+    /// Like [`Layers::load`], with the environment given; tests use it to stay isolated.
+    pub fn from_vars(
+        names: &[&str],
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let known: HashSet<&str> = names.iter().copied().collect();
+        let mut env = Map::new();
+        let mut file = None;
+        for (name, value) in vars {
+            if value.is_empty() {
+                continue;
+            }
+            if name == CONFIG_FILE {
+                file = Some(PathBuf::from(value));
+            } else if known.contains(name.as_str()) {
+                env.insert(name, value);
+            }
+        }
+
+        let mut builder = Config::builder();
+        if let Some(path) = &file {
+            builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
+        }
+        let values = builder
+            .add_source(Environment::default().source(Some(env)))
+            .build()
+            .and_then(|config: Config| config.collect())
+            .map_err(|error| ConfigError::File {
+                path: display_path(file.as_ref()),
+                reason: error.to_string(),
+            })?;
+
+        let layers = Layers { values, file };
+        layers.refuse_unknown_keys(names)?;
+        Ok(layers)
+    }
+
+    fn refuse_unknown_keys(&self, names: &[&str]) -> Result<(), ConfigError> {
+        let mut keys: Vec<&String> = self.values.keys().collect();
+        keys.sort();
+        let lower: Vec<String> = names.iter().map(|name| name.to_lowercase()).collect();
+        match keys.into_iter().find(|key| !lower.contains(key)) {
+            None => Ok(()),
+            Some(key) => Err(ConfigError::UnknownKey {
+                path: display_path(self.file.as_ref()),
+                key: key.clone(),
+                known: lower.join(", "),
+            }),
+        }
+    }
+
+    fn raw(&self, variable: &str) -> Option<Raw> {
+        let value = self.values.get(&variable.to_lowercase())?.clone();
+        let origin = match value.origin() {
+            Some(origin) if origin != "the environment" => format!(" (from {origin})"),
+            _ => String::new(),
+        };
+        let text = value.into_string().ok()?;
+        (!text.is_empty()).then_some(Raw { text, origin })
+    }
+
+    /// Reads `variable`, or `default` when unset, and parses it.
+    pub fn parse<T, E>(
+        &self,
+        variable: &str,
+        default: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, ConfigError> {
+        let raw = self.raw(variable).unwrap_or(Raw {
+            text: default.to_owned(),
+            origin: " (the default)".to_owned(),
+        });
+        parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, false))
+    }
+
+    /// Reads `variable` if it is set, and parses it.
+    pub fn parse_optional<T, E>(
+        &self,
+        variable: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.raw(variable)
+            .map(|raw| parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, false)))
+            .transpose()
+    }
+
+    /// Like [`Layers::parse_optional`] for a secret: an error never shows the value.
+    pub fn parse_secret<T, E>(
+        &self,
+        variable: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.raw(variable)
+            .map(|raw| parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, true)))
+            .transpose()
+    }
+}
+
+fn invalid(variable: &str, raw: &Raw, expected: &str, secret: bool) -> ConfigError {
+    ConfigError::Invalid {
+        variable: variable.to_owned(),
+        value: if secret {
+            "***".to_owned()
+        } else {
+            redact::credentials_in(&raw.text)
+        },
+        origin: raw.origin.clone(),
+        expected: expected.to_owned(),
+    }
+}
+
+fn display_path(path: Option<&PathBuf>) -> String {
+    path.map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// What [`duration`] expects, for error messages.
+pub const DURATION_EXPECTED: &str = "a positive duration such as 500ms, 2s or 1m";
+
+/// Parses a human duration (`500ms`, `2s`, `1m 30s`); zero is refused.
+pub fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    match humantime::parse_duration(text)? {
+        Duration::ZERO => Err(humantime::DurationError::Empty),
+        duration => Ok(duration),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: &[&str] = &["PORT", "TIMEOUT", "TOKEN"];
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    fn port(layers: &Layers) -> Result<u16, ConfigError> {
+        layers.parse("PORT", "8081", "a port number from 0 to 65535", str::parse)
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let layers = Layers::from_vars(NAMES, vars(&[])).unwrap();
+        assert_eq!(port(&layers), Ok(8081));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_which_overrides_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "port = 9000\ntimeout = \"3s\"\n").unwrap();
+        let file = path.to_str().unwrap();
+
+        let from_file = Layers::from_vars(NAMES, vars(&[("CONFIG_FILE", file)])).unwrap();
+        assert_eq!(port(&from_file), Ok(9000));
+
+        let both = Layers::from_vars(NAMES, vars(&[("CONFIG_FILE", file), ("PORT", "9001")]));
+        assert_eq!(port(&both.unwrap()), Ok(9001));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_the_value_and_what_is_expected() {
+        let layers = Layers::from_vars(NAMES, vars(&[("PORT", "80x")])).unwrap();
+        let error = port(&layers).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            r#"PORT="80x": expected a port number from 0 to 65535"#
+        );
+    }
+
+    #[test]
+    fn a_bad_value_from_the_file_says_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "timeout = \"soon\"\n").unwrap();
+        let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
+        let layers = Layers::from_vars(NAMES, env).unwrap();
+        let error = layers
+            .parse("TIMEOUT", "2s", DURATION_EXPECTED, duration)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with(r#"TIMEOUT="soon" (from "#), "{error}");
+        assert!(error.contains("settings.toml"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_default_is_reported_as_the_default() {
+        let layers = Layers::from_vars(NAMES, vars(&[])).unwrap();
+        let error = layers.parse("PORT", "x", "a port", str::parse::<u16>);
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            r#"PORT="x" (the default): expected a port"#
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let layers = Layers::from_vars(NAMES, vars(&[("TOKEN", "hunter2 x")])).unwrap();
+        let error = layers
+            .parse_secret("TOKEN", "a token without spaces", |text: &str| {
+                if text.contains(' ') { Err(()) } else { Ok(()) }
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.starts_with("TOKEN=\"***\""), "{error}");
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let layers = Layers::from_vars(NAMES, vars(&[("PORT", "")])).unwrap();
+        assert_eq!(port(&layers), Ok(8081));
+        assert_eq!(
+            layers.parse_optional("TOKEN", "", |t| t.parse::<u8>()),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "prot = 1\n").unwrap();
+        let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
+        let error = Layers::from_vars(NAMES, env).unwrap_err().to_string();
+        assert!(error.contains("unknown setting `prot`"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_is_refused_by_name() {
+        let env = vars(&[("CONFIG_FILE", "/nonexistent/portbound.toml")]);
+        let error = Layers::from_vars(NAMES, env).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                r#"CONFIG_FILE="/nonexistent/portbound.toml": expected a readable TOML file"#
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unrelated_environment_variables_are_ignored() {
+        let layers = Layers::from_vars(NAMES, vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
+        assert_eq!(port(&layers), Ok(1));
+    }
+
+    #[test]
+    fn durations_are_human_and_positive() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(duration("0s").is_err());
+        assert!(duration("2").is_err());
+    }
+}

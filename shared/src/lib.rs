@@ -1,0 +1,33 @@
+//! What both portbound services share, and nothing more.
+//!
+//! The `upstream` (a key–value store) and the `consumer` (a link shortener) are separate
+//! programs that meet only through a URL. They still start, bind, log, fail and shut down the
+//! same way, and that common ground lives here so it is written once.
+//!
+//! # Layout
+//!
+//! - [`app`]: the middleware stack and fallbacks every app starts from.
+//! - [`config`]: layered settings (code defaults → `CONFIG_FILE` → environment) and the
+//!   one-line [`config::ConfigError`] a bad value stops the process with (exit status 2).
+//! - [`server`]: `HOST`/`PORT`/`WORKERS`/`SHUTDOWN_TIMEOUT`, binding the listener (port 0
+//!   allowed), running the server until SIGTERM/SIGINT with a bounded drain.
+//! - [`health`]: the [`health::Lifecycle`] that turns readiness off while draining, and the
+//!   `/livez` handler.
+//! - [`healthcheck`]: the `healthcheck` subcommand images use as their `HEALTHCHECK`.
+//! - [`logging`]: env_logger on stdout, one line per request and per notable event.
+//! - [`request_id`]: accept a sane `X-Request-Id` or generate one; make it visible to errors.
+//! - [`problem`]: RFC 9457 `application/problem+json` for every error a client can see,
+//!   extractor failures and actix's own 404/405/413/415 included.
+//! - [`metrics`]: Prometheus request metrics at `/metrics`.
+//! - [`redact`]: URLs with their credentials hidden, for logs and error messages.
+
+pub mod app;
+pub mod config;
+pub mod health;
+pub mod healthcheck;
+pub mod logging;
+pub mod metrics;
+pub mod problem;
+pub mod redact;
+pub mod request_id;
+pub mod server;

@@ -1,0 +1,18 @@
+//! Logs as an event stream on stdout (twelve-factor XI), filtered by `RUST_LOG` (default `info`).
+
+use env_logger::{Builder, Env, Target};
+
+/// Installs the process-wide logger. Call once, first thing in `main`.
+pub fn init() {
+    Builder::from_env(Env::default().default_filter_or("info"))
+        .target(Target::Stdout)
+        .init();
+}
+
+/// The access log: one line per request with its status, size, duration and request id.
+/// Health probes are left out; an orchestrator polls them every few seconds.
+pub fn access_log() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new(r#"%a "%r" %s %bB %Dms id=%{x-request-id}o"#)
+        .exclude("/livez")
+        .exclude("/readyz")
+}

@@ -1,0 +1,118 @@
+//! `X-Request-Id`: one id follows a request through both services and into their logs.
+//!
+//! A client's id is kept when it is sane (1–128 characters of `A-Za-z0-9._:-`), so a caller can
+//! correlate its own logs; anything else is replaced by a fresh UUID. The id is echoed on the
+//! response, printed by the access log, and available while the request is handled through
+//! [`current`], which is how problem bodies and error logs carry it without every error type
+//! having to be handed the request.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+
+use crate::problem;
+
+/// The header carrying the id, in requests and responses.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: RequestId;
+}
+
+/// The id of the request being handled; also stored in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Keeps `candidate` if it is a sane id, or makes a new one.
+    pub fn accept_or_generate(candidate: Option<&str>) -> Self {
+        match candidate {
+            Some(id) if is_sane(id) => RequestId(id.to_owned()),
+            _ => RequestId(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_sane(id: &str) -> bool {
+    (1..=MAX_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The id of the request this task is handling, if any.
+pub fn current() -> Option<RequestId> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// Middleware (`App::wrap(from_fn(request_id::middleware))`) that assigns the id, makes it
+/// [`current`] for everything the request runs, and puts it on the response.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let candidate = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
+    let id = RequestId::accept_or_generate(candidate);
+    req.extensions_mut().insert(id.clone());
+    let id_for_error = id.clone();
+    let result = CURRENT
+        .scope(id.clone(), async move {
+            // Render an error here, inside the scope, so its body can name the request. The
+            // request itself cannot be kept for this: routing needs it unshared.
+            next.call(req).await.map_err(|error| {
+                let mut response = problem::render_error(&error);
+                if let Ok(value) = HeaderValue::from_str(id_for_error.as_str()) {
+                    response.headers_mut().insert(HEADER, value);
+                }
+                Error::from(InternalError::from_response(error.to_string(), response))
+            })
+        })
+        .await;
+    let mut res = result?;
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(HEADER, value);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sane_id_is_kept() {
+        let id = RequestId::accept_or_generate(Some("client-42.a:b_c"));
+        assert_eq!(id.as_str(), "client-42.a:b_c");
+    }
+
+    #[test]
+    fn an_unsafe_or_oversized_id_is_replaced() {
+        for bad in ["", "has space", "semi;colon", "new\nline", &"x".repeat(129)] {
+            let id = RequestId::accept_or_generate(Some(bad));
+            assert_ne!(id.as_str(), bad);
+            assert!(uuid::Uuid::parse_str(id.as_str()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_missing_id_is_generated() {
+        let a = RequestId::accept_or_generate(None);
+        let b = RequestId::accept_or_generate(None);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,190 @@
+//! Running the real service binaries: built once, started on ephemeral ports with a clean
+//! environment, their logs kept for assertions, stopped by signal or on drop.
+
+#![allow(dead_code)] // Each test crate uses its own part of this module.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long a service may take to bind, and then to become ready.
+pub const STARTUP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The path of a workspace binary, built (once per test process) by cargo with this test's
+/// profile.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    built
+        .entry(name.to_owned())
+        .or_insert_with(|| {
+            escargot::CargoBuild::new()
+                .manifest_path(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .package(name)
+                .bin(name)
+                .current_release()
+                .run()
+                .unwrap_or_else(|e| panic!("cargo could not build {name}: {e}"))
+                .path()
+                .to_owned()
+        })
+        .clone()
+}
+
+/// A service process started by a test.
+pub struct Service {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `binary` with only `env` (plus `PORT=0` unless given), waits until it logs the port
+/// it bound and answers `/readyz`, and returns it.
+pub async fn start(binary: &Path, env: &[(&str, &str)]) -> Service {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the service binary starts");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (bound_tx, mut bound) = mpsc::unbounded_channel();
+    collect_lines(child.stdout.take().unwrap(), logs.clone(), bound_tx.clone());
+    collect_lines(child.stderr.take().unwrap(), logs.clone(), bound_tx);
+
+    let port = tokio::time::timeout(STARTUP_DEADLINE, bound.recv())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "no 'listening on' line; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            )
+        });
+    let service = Service {
+        child,
+        port,
+        url: format!("http://127.0.0.1:{port}"),
+        logs,
+    };
+    service.wait_ready().await;
+    service
+}
+
+fn collect_lines(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    logs: Arc<Mutex<Vec<String>>>,
+    bound: mpsc::UnboundedSender<u16>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(port) = line
+                .split("listening on http://")
+                .nth(1)
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.trim().parse().ok())
+            {
+                let _ = bound.send(port);
+            }
+            logs.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Service {
+    /// Polls `/readyz` until it answers 200, or panics at the deadline.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let ready = client
+                .get(format!("{}/readyz", self.url))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in time; logs:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("still running") as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("the signal is delivered");
+    }
+
+    /// Waits for the process to exit, or panics after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("the exit status is known"),
+            Err(_) => panic!(
+                "still running after {limit:?}; logs:\n{}",
+                self.logs().join("\n")
+            ),
+        }
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("SIGKILL is delivered");
+    }
+
+    /// Every line it printed so far, stdout and stderr.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Runs `binary` with only `env` and `args` until it exits (within 15 s), for failures at start.
+pub async fn run_to_exit(
+    binary: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String) {
+    let output = tokio::time::timeout(
+        STARTUP_DEADLINE,
+        Command::new(binary)
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("it exits in time")
+    .expect("it starts");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, text)
+}
