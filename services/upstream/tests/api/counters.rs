@@ -65,13 +65,14 @@ async fn an_idempotency_key_reused_for_another_amount_is_422() {
 }
 
 #[tokio::test]
-async fn concurrent_increments_are_all_counted() {
+async fn two_clients_of_1000_concurrent_increments_count_exactly_2000() {
     let app = spawn_app().await;
-    let tasks: Vec<_> = (0..2000)
-        .map(|_| {
-            let request = app.client.post(app.url("/v1/counters/hot"));
-            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
-        })
+    let clients = [reqwest::Client::new(), reqwest::Client::new()];
+    let url = app.url("/v1/counters/hot");
+    let tasks: Vec<_> = clients
+        .iter()
+        .flat_map(|client| (0..1000).map(|_| client.post(&url)))
+        .map(|request| tokio::spawn(async move { request.send().await.map(|r| r.status()) }))
         .collect();
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
