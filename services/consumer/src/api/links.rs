@@ -1,0 +1,140 @@
+//! Creating links, following them, and reading them back with their clicks.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::problem::Problem;
+
+use super::{ApiError, State};
+use crate::links::{Code, LinkDocument, validate_target};
+use crate::upstream::Created;
+
+/// Random codes tried before giving up (each collision is a ~1 in 10^12 event).
+const RANDOM_TRIES: usize = 5;
+
+/// A request to shorten `url`, optionally under a chosen `code`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLink {
+    /// The target: an http(s) URL with a host, no credentials, at most 2048 characters.
+    pub url: String,
+    /// A custom code, 1–64 characters of A-Z a-z 0-9 _ -; random when absent.
+    pub code: Option<String>,
+}
+
+/// A short link.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Link {
+    pub code: String,
+    pub url: String,
+    /// `PUBLIC_URL` + code: the link to hand out.
+    pub short_url: String,
+    pub created_at: String,
+    /// Clicks so far (with `GET /api/links/{code}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clicks: Option<i64>,
+}
+
+impl State {
+    fn link(&self, code: &Code, document: LinkDocument, clicks: Option<i64>) -> Link {
+        Link {
+            code: code.to_string(),
+            short_url: self.public_url.join(code.as_str()).map_or_else(
+                |_| format!("{}{code}", self.public_url),
+                |url| url.to_string(),
+            ),
+            url: document.url,
+            created_at: document.created_at,
+            clicks,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/links", tag = "links", request_body = NewLink,
+    responses(
+        (status = 201, description = "Created; `Location` is the link's API resource", body = Link),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The custom code is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not declared as JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid url or code", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    state: web::Data<State>,
+    body: web::Json<NewLink>,
+) -> Result<HttpResponse, ApiError> {
+    let NewLink { url, code } = body.into_inner();
+    let target = validate_target(&url, &state.public_url)?;
+    let document = LinkDocument::new(&target);
+    let code = match code {
+        Some(code) => {
+            let code = Code::parse(&code)?;
+            match state.upstream.create_link(&code, &document).await? {
+                Created::Yes => code,
+                Created::Taken => return Err(ApiError::CodeTaken(code.to_string())),
+            }
+        }
+        None => create_with_random_code(&state, &document).await?,
+    };
+    let link = state.link(&code, document, None);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/links/{code}")))
+        .json(link))
+}
+
+/// A random code never overwrites a link: each is created only if absent, and a collision
+/// draws another.
+async fn create_with_random_code(state: &State, document: &LinkDocument) -> Result<Code, ApiError> {
+    for _ in 0..RANDOM_TRIES {
+        let code = Code::random();
+        if state.upstream.create_link(&code, document).await? == Created::Yes {
+            return Ok(code);
+        }
+    }
+    Err(ApiError::NoFreeCode(RANDOM_TRIES))
+}
+
+#[utoipa::path(get, path = "/{code}", tag = "links",
+    params(("code" = String, Path)),
+    responses(
+        (status = 302, description = "Redirect to the target (`Location`)"),
+        (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+pub async fn follow(
+    state: web::Data<State>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let code = Code::parse(&path).map_err(|_| ApiError::NotFound(path.into_inner()))?;
+    let Some(document) = state.upstream.link(&code).await? else {
+        return Err(ApiError::NotFound(code.to_string()));
+    };
+    state.clicks.record(&code);
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, document.url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+#[utoipa::path(get, path = "/api/links/{code}", tag = "links",
+    params(("code" = String, Path)),
+    responses(
+        (status = 200, description = "The link and its clicks (including ones not yet sent upstream)", body = Link),
+        (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+pub async fn show(
+    state: web::Data<State>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let code = Code::parse(&path).map_err(|_| ApiError::NotFound(path.into_inner()))?;
+    let Some(document) = state.upstream.link(&code).await? else {
+        return Err(ApiError::NotFound(code.to_string()));
+    };
+    let counted = state.upstream.clicks(&code).await?;
+    let clicks = counted.saturating_add(state.clicks.pending_for(&code) as i64);
+    Ok(HttpResponse::Ok().json(state.link(&code, document, Some(clicks))))
+}

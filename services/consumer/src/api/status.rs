@@ -1,0 +1,93 @@
+//! `/api/status` (which backend is attached, and how it is doing) and `/readyz`.
+
+use std::time::Instant;
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::problem::Problem;
+
+use super::State;
+
+/// What `/api/status` reports.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Status {
+    pub upstream: UpstreamStatus,
+}
+
+/// The attached resource as seen from here.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UpstreamStatus {
+    /// `UPSTREAM_URL` with its secret hidden.
+    pub url: String,
+    /// The upstream's `INSTANCE_NAME`, when it answered.
+    pub instance: Option<String>,
+    pub reachable: bool,
+    /// How long `/v1/info` took, when it answered.
+    pub latency_ms: Option<f64>,
+    /// The circuit breaker: `closed`, `half-open` or `open`.
+    pub circuit: String,
+    /// Why it is not reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The consumer's readiness.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `degraded` while the upstream does not answer.
+    pub status: String,
+    /// What the upstream is doing, when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    responses((status = 200, description = "The attached upstream, reachable or not", body = Status)))]
+pub async fn status(state: web::Data<State>) -> HttpResponse {
+    let started = Instant::now();
+    let info = state.upstream.info().await;
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let upstream = &state.upstream;
+    let report = match info {
+        Ok(info) => UpstreamStatus {
+            url: upstream.attachment().redacted(),
+            instance: Some(info.instance),
+            reachable: true,
+            latency_ms: Some(latency_ms),
+            circuit: upstream.circuit().as_str().to_owned(),
+            error: None,
+        },
+        Err(error) => UpstreamStatus {
+            url: upstream.attachment().redacted(),
+            instance: None,
+            reachable: false,
+            latency_ms: None,
+            circuit: upstream.circuit().as_str().to_owned(),
+            error: Some(error.public_detail().to_owned()),
+        },
+    };
+    HttpResponse::Ok().json(Status { upstream: report })
+}
+
+/// Ready unless draining. An unreachable upstream does not make the consumer unready — that
+/// would take every replica out at once, when each can still answer 503 with `Retry-After` —
+/// it only says `degraded`.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Serving; `degraded` while the upstream does not answer", body = Readiness),
+    (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(state: web::Data<State>) -> HttpResponse {
+    if let Some(draining) = state.lifecycle.draining_response() {
+        return draining;
+    }
+    let readiness = match state.upstream.info().await {
+        Ok(_) => Readiness {
+            status: "ready".to_owned(),
+            detail: None,
+        },
+        Err(error) => Readiness {
+            status: "degraded".to_owned(),
+            detail: Some(error.public_detail().to_owned()),
+        },
+    };
+    HttpResponse::Ok().json(readiness)
+}

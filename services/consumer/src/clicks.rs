@@ -1,0 +1,229 @@
+//! Click counting that never slows a redirect and never counts a click twice.
+//!
+//! A redirect only bumps an in-memory count for its code ([`Clicks::record`], a map update
+//! under a mutex). A background task sends the counts every `CLICK_FLUSH_INTERVAL`, one batch
+//! per code, each with its own `Idempotency-Key`. A batch that fails on the way (upstream away,
+//! circuit open, deadline) is kept with its key and its amount, so sending it again can never
+//! count it twice, and new clicks for the same code go into a new batch. What is kept is bounded
+//! by `CLICK_BUFFER_LIMIT` batches; clicks beyond are dropped and counted in
+//! `consumer_clicks_dropped_total`. On shutdown everything pending is sent once more, within a
+//! bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prometheus::{IntCounter, IntGauge, Registry};
+
+use crate::links::Code;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Batches sent to the upstream at the same time during a flush.
+const CONCURRENT_SENDS: usize = 16;
+
+/// Clicks for one code, to be added upstream under one idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Batch {
+    code: String,
+    by: u64,
+    key: String,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Clicks not yet in a batch, by code.
+    counts: HashMap<String, u64>,
+    /// Batches that were tried and must be sent again as they are.
+    unsent: VecDeque<Batch>,
+}
+
+impl Pending {
+    fn batches(&self) -> usize {
+        self.counts.len() + self.unsent.len()
+    }
+}
+
+/// What one flush did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Clicks the upstream acknowledged.
+    pub sent: u64,
+    /// Clicks kept for a later flush.
+    pub kept: u64,
+    /// Clicks given up on (the upstream refused them, or no room to keep them).
+    pub dropped: u64,
+}
+
+/// The click buffer of this process.
+pub struct Clicks {
+    pending: Mutex<Pending>,
+    limit: usize,
+    upstream: Arc<Upstream>,
+    pending_gauge: IntGauge,
+    sent_total: IntCounter,
+    dropped_total: IntCounter,
+}
+
+impl Clicks {
+    pub fn new(
+        upstream: Arc<Upstream>,
+        limit: usize,
+        registry: &Registry,
+    ) -> prometheus::Result<Self> {
+        let pending_gauge = IntGauge::new(
+            "consumer_clicks_pending",
+            "Clicks counted but not yet acknowledged upstream",
+        )?;
+        let sent_total = IntCounter::new(
+            "consumer_clicks_sent_total",
+            "Clicks acknowledged by the upstream",
+        )?;
+        let dropped_total = IntCounter::new(
+            "consumer_clicks_dropped_total",
+            "Clicks given up on: buffer full, or refused by the upstream",
+        )?;
+        registry.register(Box::new(pending_gauge.clone()))?;
+        registry.register(Box::new(sent_total.clone()))?;
+        registry.register(Box::new(dropped_total.clone()))?;
+        Ok(Clicks {
+            pending: Mutex::new(Pending::default()),
+            limit,
+            upstream,
+            pending_gauge,
+            sent_total,
+            dropped_total,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one click on `code`; never waits on the upstream.
+    pub fn record(&self, code: &Code) {
+        let mut pending = self.lock();
+        if let Some(count) = pending.counts.get_mut(code.as_str()) {
+            *count += 1;
+        } else if pending.batches() < self.limit {
+            pending.counts.insert(code.to_string(), 1);
+        } else {
+            drop(pending);
+            self.dropped_total.inc();
+            return;
+        }
+        drop(pending);
+        self.pending_gauge.inc();
+    }
+
+    /// Clicks on `code` counted here and not yet acknowledged upstream.
+    pub fn pending_for(&self, code: &Code) -> u64 {
+        let pending = self.lock();
+        let unsent: u64 = pending
+            .unsent
+            .iter()
+            .filter(|batch| batch.code == code.as_str())
+            .map(|batch| batch.by)
+            .sum();
+        pending.counts.get(code.as_str()).copied().unwrap_or(0) + unsent
+    }
+
+    /// Sends everything pending; failures are kept for the next flush.
+    pub async fn flush(&self) -> Flushed {
+        let batches: Vec<Batch> = {
+            let mut pending = self.lock();
+            let fresh: Vec<Batch> = pending
+                .counts
+                .drain()
+                .map(|(code, by)| Batch {
+                    code,
+                    by,
+                    key: uuid::Uuid::new_v4().to_string(),
+                })
+                .collect();
+            pending.unsent.drain(..).chain(fresh).collect()
+        };
+        if batches.is_empty() {
+            return Flushed::default();
+        }
+        let outcomes: Vec<(Batch, Result<(), UpstreamError>)> = futures_util::stream::iter(batches)
+            .map(|batch| async move {
+                let outcome = self
+                    .upstream
+                    .add_clicks(&batch.code, batch.by, &batch.key)
+                    .await;
+                (batch, outcome)
+            })
+            .buffer_unordered(CONCURRENT_SENDS)
+            .collect()
+            .await;
+
+        let mut flushed = Flushed::default();
+        let mut pending = self.lock();
+        for (batch, outcome) in outcomes {
+            match outcome {
+                Ok(()) => flushed.sent += batch.by,
+                Err(UpstreamError::Malformed(reason)) => {
+                    log::error!(
+                        "clicks on {}: the upstream refused {} clicks: {reason}",
+                        batch.code,
+                        batch.by
+                    );
+                    flushed.dropped += batch.by;
+                }
+                Err(_) if pending.batches() < self.limit => {
+                    flushed.kept += batch.by;
+                    pending.unsent.push_back(batch);
+                }
+                Err(_) => flushed.dropped += batch.by,
+            }
+        }
+        drop(pending);
+        self.sent_total.inc_by(flushed.sent);
+        self.dropped_total.inc_by(flushed.dropped);
+        self.pending_gauge
+            .sub((flushed.sent + flushed.dropped) as i64);
+        if flushed.dropped > 0 || flushed.kept > 0 {
+            log::warn!(
+                "clicks: {} sent, {} kept for later, {} dropped",
+                flushed.sent,
+                flushed.kept,
+                flushed.dropped
+            );
+        }
+        flushed
+    }
+
+    /// Flushes every `interval` until `stop` is notified; then flushes one last time, giving up
+    /// after `last_chance`.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        stop: Arc<tokio::sync::Notify>,
+        last_chance: Duration,
+    ) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    self.flush().await;
+                }
+                () = stop.notified() => break,
+            }
+        }
+        match tokio::time::timeout(last_chance, self.flush()).await {
+            Ok(flushed) => log::info!(
+                "clicks: final flush sent {}, could not send {}",
+                flushed.sent,
+                flushed.kept + flushed.dropped
+            ),
+            Err(_) => log::error!(
+                "clicks: final flush did not finish within {last_chance:?}; {} clicks lost",
+                self.pending_gauge.get()
+            ),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The consumer: portbound's app, a link shortener that keeps all its state in an upstream it
+//! knows only by URL.
+//!
+//! `UPSTREAM_URL` is its only link to the backing service: point it at another instance (or
+//! any backend honouring the upstream's v1 contract), restart, and the same code runs against
+//! that one. The consumer stays up while the upstream is away, answers 503/504/502 problems
+//! instead of hanging, and recovers by itself when it returns.
+//!
+//! ```text
+//! UPSTREAM_URL=http://127.0.0.1:8081/ cargo run -p consumer
+//! curl -X POST localhost:8080/api/links -H 'content-type: application/json' -d '{"url":"https://example.com"}'
+//! ```
+//!
+//! # Layout
+//!
+//! - [`settings`]: the variables it reads, validated at startup.
+//! - [`upstream`]: the attached resource — its URL and credentials, the one HTTP client with
+//!   deadlines, retry and circuit breaker, and the error mapping.
+//! - [`links`]: codes, targets and the stored link document.
+//! - [`clicks`]: counting clicks off the redirect path, in idempotent batches.
+//! - `api`: the HTTP routes — `/api/links`, `/{code}`, `/api/status`, `/readyz`,
+//!   `/openapi.json` — and the error type.
+//! - [`Application`] (here): wires them, binds, runs until stopped, flushes clicks.
+
+mod api;
+pub mod clicks;
+pub mod links;
+pub mod settings;
+pub mod upstream;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{HttpServer, web};
+use shared::config::ConfigError;
+use shared::health::Lifecycle;
+use utoipa::OpenApi;
+
+pub use api::openapi::ApiDoc;
+pub use settings::{DEFAULT_PORT, Settings};
+
+use clicks::Clicks;
+use upstream::Upstream;
+
+/// Extra time the last click flush gets beyond one upstream deadline.
+const LAST_FLUSH_MARGIN: Duration = Duration::from_secs(1);
+
+/// A bound, ready-to-run consumer.
+pub struct Application {
+    port: u16,
+    server: Server,
+    lifecycle: Lifecycle,
+    clicks: Arc<Clicks>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the upstream client and binds the port; any problem is a [`ConfigError`] naming
+    /// the variable. The upstream need not be up. Must be called inside an async runtime.
+    pub fn build(settings: Settings) -> Result<Self, ConfigError> {
+        let registry = shared::metrics::Registry::new();
+        let upstream = Arc::new(
+            Upstream::new(&settings, &registry).expect("the upstream metrics register once"),
+        );
+        let clicks = Arc::new(
+            Clicks::new(upstream.clone(), settings.click_buffer_limit, &registry)
+                .expect("the click metrics register once"),
+        );
+        let listener = settings.server.bind()?;
+        let port = listener
+            .local_addr()
+            .map_or(settings.server.port, |a| a.port());
+
+        let lifecycle = Lifecycle::new();
+        let metrics = shared::metrics::middleware("consumer", registry)
+            .expect("the request metrics register in a fresh registry");
+        let state = web::Data::new(api::State {
+            upstream,
+            clicks: clicks.clone(),
+            public_url: settings.public_url.clone(),
+            lifecycle: lifecycle.clone(),
+            openapi: ApiDoc::openapi()
+                .to_json()
+                .expect("the OpenAPI document serializes"),
+        });
+        /// Link requests are small; this bounds what a client can make us buffer.
+        const BODY_LIMIT: usize = 8 * 1024;
+
+        let server = settings
+            .server
+            .tune(HttpServer::new(move || {
+                shared::app::base(metrics.clone(), BODY_LIMIT)
+                    .app_data(state.clone())
+                    .configure(api::routes)
+            }))
+            .listen(listener)
+            .map_err(|error| {
+                ConfigError::invalid(
+                    "PORT",
+                    &port.to_string(),
+                    format_args!("a port to listen on ({error})"),
+                )
+            })?
+            .run();
+        log::info!(
+            "consumer {} ready: attached to {}, short links under {}",
+            env!("CARGO_PKG_VERSION"),
+            settings.upstream,
+            settings.public_url
+        );
+        Ok(Application {
+            port,
+            server,
+            lifecycle,
+            clicks,
+            settings,
+        })
+    }
+
+    /// The port actually bound (the real one when `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The handle that drains and stops this instance as SIGTERM would.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Lifecycle::request_stop`]) and drains; then sends the
+    /// clicks still pending, within one upstream deadline plus a second.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let stop_flushing = Arc::new(tokio::sync::Notify::new());
+        let flusher = tokio::spawn(self.clicks.clone().run(
+            self.settings.click_flush_interval,
+            stop_flushing.clone(),
+            self.settings.timeout + LAST_FLUSH_MARGIN,
+        ));
+        let served = shared::server::run_until_stopped(
+            self.server,
+            self.lifecycle,
+            self.settings.server.shutdown_delay,
+        )
+        .await;
+        stop_flushing.notify_one();
+        if flusher.await.is_err() {
+            log::error!("clicks: the flusher task failed");
+        }
+        served
+    }
+}

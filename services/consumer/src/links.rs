@@ -1,0 +1,207 @@
+//! Short links: what a code may be, what a target may be, and what is stored upstream.
+//!
+//! A code is 1–64 characters of `A-Z a-z 0-9 _ -`, minus the consumer's own route names. That
+//! alphabet has no `.`, `/` or `%`, so a code can never address anything upstream but its own
+//! `links/{code}` and `clicks/{code}`. Random codes are 7 characters from a CSPRNG (62^7 ≈
+//! 3.5 × 10^12), hard to enumerate.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Longest target URL accepted, in characters.
+pub const MAX_URL_LEN: usize = 2048;
+const MAX_CODE_LEN: usize = 64;
+const RANDOM_CODE_LEN: usize = 7;
+
+/// Codes that would shadow the consumer's own routes, or that people expect to be pages.
+pub const RESERVED: &[&str] = &[
+    "admin", "api", "assets", "favicon", "health", "healthz", "index", "livez", "metrics",
+    "openapi", "readyz", "robots", "static", "status", "v1",
+];
+
+/// A valid short code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Code(String);
+
+/// Why a code was refused; the message is for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidCode {
+    #[error("code {0:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
+    Shape(String),
+    #[error("code {0:?} is reserved")]
+    Reserved(String),
+}
+
+impl Code {
+    pub fn parse(text: &str) -> Result<Self, InvalidCode> {
+        let shaped = (1..=MAX_CODE_LEN).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !shaped {
+            return Err(InvalidCode::Shape(text.to_owned()));
+        }
+        if RESERVED.iter().any(|word| word.eq_ignore_ascii_case(text)) {
+            return Err(InvalidCode::Reserved(text.to_owned()));
+        }
+        Ok(Code(text.to_owned()))
+    }
+
+    /// A fresh random code.
+    pub fn random() -> Self {
+        let code: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(RANDOM_CODE_LEN)
+            .map(char::from)
+            .collect();
+        Code(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a target URL was refused; the message is for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTarget {
+    #[error("url is longer than {MAX_URL_LEN} characters")]
+    TooLong,
+    #[error("url is not an absolute URL: {0}")]
+    Unparsable(String),
+    #[error("url must use http or https")]
+    Scheme,
+    #[error("url must have a host")]
+    NoHost,
+    #[error("url must not contain credentials")]
+    Credentials,
+    #[error("url points back to this shortener")]
+    OwnHost,
+}
+
+/// Checks a target URL: http(s), a host, no userinfo, at most 2048 characters, and not a link
+/// back to this shortener (`public`), which would make a redirect loop.
+pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
+    if text.len() > MAX_URL_LEN {
+        return Err(InvalidTarget::TooLong);
+    }
+    let url = Url::parse(text.trim()).map_err(|e| InvalidTarget::Unparsable(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(InvalidTarget::Scheme);
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return Err(InvalidTarget::NoHost);
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(InvalidTarget::Credentials);
+    }
+    let own = public
+        .host_str()
+        .is_some_and(|own| own.eq_ignore_ascii_case(host))
+        && public.port_or_known_default() == url.port_or_known_default();
+    if own {
+        return Err(InvalidTarget::OwnHost);
+    }
+    Ok(url)
+}
+
+/// What is stored upstream at `links/{code}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkDocument {
+    pub url: String,
+    /// RFC 3339, UTC, seconds.
+    pub created_at: String,
+}
+
+impl LinkDocument {
+    pub fn new(url: &Url) -> Self {
+        LinkDocument {
+            url: url.to_string(),
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public() -> Url {
+        Url::parse("http://localhost:8080/").unwrap()
+    }
+
+    #[test]
+    fn codes_are_a_safe_alphabet_and_not_reserved() {
+        for good in ["abc", "A-b_9", &"x".repeat(64)] {
+            assert!(Code::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "%2e%2e",
+            "a/b",
+            "a.b",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(
+                Code::parse(bad),
+                Err(InvalidCode::Shape(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        for reserved in ["api", "API", "livez", "metrics", "readyz"] {
+            assert!(matches!(
+                Code::parse(reserved),
+                Err(InvalidCode::Reserved(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn random_codes_are_valid_and_differ() {
+        let a = Code::random();
+        assert_eq!(Code::parse(a.as_str()), Ok(a.clone()));
+        assert_ne!(a, Code::random());
+    }
+
+    #[test]
+    fn targets_must_be_plain_http_urls_elsewhere() {
+        let ok = validate_target("https://example.com/a?b#c", &public()).unwrap();
+        assert_eq!(ok.as_str(), "https://example.com/a?b#c");
+        let cases = [
+            ("ftp://example.com/", InvalidTarget::Scheme),
+            ("javascript:alert(1)", InvalidTarget::Scheme),
+            ("https://user:pw@example.com/", InvalidTarget::Credentials),
+            ("https://user@example.com/", InvalidTarget::Credentials),
+            ("http://localhost:8080/abc", InvalidTarget::OwnHost),
+            ("http://LOCALHOST:8080/", InvalidTarget::OwnHost),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(validate_target(text, &public()), Err(expected), "{text}");
+        }
+        assert!(validate_target("http://localhost:9999/", &public()).is_ok());
+        assert!(matches!(
+            validate_target("example.com", &public()),
+            Err(InvalidTarget::Unparsable(_))
+        ));
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert_eq!(
+            validate_target(&long, &public()),
+            Err(InvalidTarget::TooLong)
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The consumer's configuration, read once at startup and validated before anything binds.
+
+use std::time::Duration;
+
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
+use shared::server::{self, ServerSettings};
+use url::Url;
+
+use crate::upstream::Attachment;
+
+/// The port the consumer binds when `PORT` is unset.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Every variable the consumer reads (besides `CONFIG_FILE` and `RUST_LOG`).
+pub const VARIABLES: [&str; 14] = [
+    server::VARIABLES[0],
+    server::VARIABLES[1],
+    server::VARIABLES[2],
+    server::VARIABLES[3],
+    server::VARIABLES[4],
+    "UPSTREAM_URL",
+    "UPSTREAM_CONNECT_TIMEOUT",
+    "UPSTREAM_TIMEOUT",
+    "UPSTREAM_POOL_IDLE_TIMEOUT",
+    "CIRCUIT_FAILURES",
+    "CIRCUIT_COOLDOWN",
+    "PUBLIC_URL",
+    "CLICK_FLUSH_INTERVAL",
+    "CLICK_BUFFER_LIMIT",
+];
+
+/// The consumer's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOST`, `PORT` (default 8080), `WORKERS`, `SHUTDOWN_DELAY`, `SHUTDOWN_TIMEOUT`.
+    pub server: ServerSettings,
+    /// The attached resource. `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
+    /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment. `user:token@` is sent
+    /// as Basic credentials, a lone `token@` as a Bearer token.
+    pub upstream: Attachment,
+    /// Longest wait to connect to the upstream, per attempt. `UPSTREAM_CONNECT_TIMEOUT`,
+    /// default `1s`.
+    pub connect_timeout: Duration,
+    /// Deadline for a whole upstream call, retry included. `UPSTREAM_TIMEOUT`, default `2s`.
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default `4s`:
+    /// shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
+    /// the upstream closes it under a request.
+    pub pool_idle_timeout: Duration,
+    /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
+    pub circuit_failures: u32,
+    /// How long an open circuit fails fast before one call probes the upstream again.
+    /// `CIRCUIT_COOLDOWN`, default `5s`.
+    pub circuit_cooldown: Duration,
+    /// Base of the short links handed out. `PUBLIC_URL`, default `http://localhost:8080`.
+    pub public_url: Url,
+    /// How often counted clicks are sent upstream. `CLICK_FLUSH_INTERVAL`, default `1s`.
+    pub click_flush_interval: Duration,
+    /// Most batches of clicks kept while the upstream is away; clicks beyond are dropped and
+    /// counted in `consumer_clicks_dropped_total`. `CLICK_BUFFER_LIMIT`, default 100000.
+    pub click_buffer_limit: usize,
+}
+
+impl Settings {
+    /// Reads the settings from `CONFIG_FILE` and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_layers(&Layers::load(&VARIABLES)?)
+    }
+
+    pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+        let settings = Settings {
+            server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
+            upstream: layers.parse(
+                "UPSTREAM_URL",
+                "http://127.0.0.1:8081/",
+                Attachment::EXPECTED,
+                Attachment::parse,
+            )?,
+            connect_timeout: layers.parse(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                "1s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            timeout: layers.parse("UPSTREAM_TIMEOUT", "2s", DURATION_EXPECTED, duration)?,
+            pool_idle_timeout: layers.parse(
+                "UPSTREAM_POOL_IDLE_TIMEOUT",
+                "4s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            circuit_failures: layers.parse(
+                "CIRCUIT_FAILURES",
+                "5",
+                "a number of failures from 1 to 1000",
+                |text| match text.parse::<u32>() {
+                    Ok(n @ 1..=1000) => Ok(n),
+                    _ => Err(()),
+                },
+            )?,
+            circuit_cooldown: layers.parse(
+                "CIRCUIT_COOLDOWN",
+                "5s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            public_url: layers.parse(
+                "PUBLIC_URL",
+                "http://localhost:8080",
+                "an http(s) URL with a host and no credentials, query or fragment",
+                parse_public_url,
+            )?,
+            click_flush_interval: layers.parse(
+                "CLICK_FLUSH_INTERVAL",
+                "1s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            click_buffer_limit: layers.parse(
+                "CLICK_BUFFER_LIMIT",
+                "100000",
+                "a number of batches from 1 to 10000000",
+                |text| match text.parse::<usize>() {
+                    Ok(n @ 1..=10_000_000) => Ok(n),
+                    _ => Err(()),
+                },
+            )?,
+        };
+        if settings.connect_timeout > settings.timeout {
+            return Err(ConfigError::invalid(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                &humantime::format_duration(settings.connect_timeout).to_string(),
+                format_args!(
+                    "at most UPSTREAM_TIMEOUT ({})",
+                    humantime::format_duration(settings.timeout)
+                ),
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
+    pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
+        let layers = Layers::from_vars(
+            &VARIABLES,
+            [("UPSTREAM_URL".to_owned(), upstream_url.to_owned())],
+        )?;
+        let mut settings = Self::from_layers(&layers)?;
+        settings.server = ServerSettings::local(port);
+        Ok(settings)
+    }
+}
+
+fn parse_public_url(text: &str) -> Result<Url, ()> {
+    let mut url = Url::parse(text).map_err(|_| ())?;
+    let valid = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !valid {
+        return Err(());
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::from_layers(&Layers::from_vars(&VARIABLES, vars)?)
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.upstream.to_string(), "http://127.0.0.1:8081/");
+        assert_eq!(settings.connect_timeout, Duration::from_secs(1));
+        assert_eq!(settings.timeout, Duration::from_secs(2));
+        assert_eq!(settings.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(settings.public_url.as_str(), "http://localhost:8080/");
+    }
+
+    #[test]
+    fn a_bad_upstream_url_is_refused_with_its_password_hidden() {
+        let error = load(&[("UPSTREAM_URL", "ftp://me:hunter2@host/")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(r#"UPSTREAM_URL="ftp://me:***@host/""#),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_connect_timeout_longer_than_the_deadline_is_refused() {
+        let error = load(&[("UPSTREAM_CONNECT_TIMEOUT", "3s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("UPSTREAM_CONNECT_TIMEOUT=\"3s\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_public_url_gets_a_trailing_slash_and_must_be_plain() {
+        let settings = load(&[("PUBLIC_URL", "https://sho.rt/s")]).unwrap();
+        assert_eq!(settings.public_url.as_str(), "https://sho.rt/s/");
+        for bad in [
+            "sho.rt",
+            "https://u:p@sho.rt/",
+            "https://sho.rt/?q",
+            "mailto:a@b",
+        ] {
+            assert!(load(&[("PUBLIC_URL", bad)]).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The attached resource: everything the consumer knows about its upstream, and how it talks
+//! to it.
+//!
+//! One [`Upstream`] (one `reqwest::Client`, so one connection pool) serves the whole process.
+//! Every call has a connect timeout and a total deadline (`UPSTREAM_TIMEOUT`, covering the retry
+//! too). The consumer makes only idempotent calls and increments that carry an
+//! `Idempotency-Key`, so each is retried once after a jittered pause when the connection could
+//! not be made or was closed before a response came back — the two failures where trying again
+//! is both safe and likely to work. A [`Breaker`] fails fast while the upstream is down and
+//! probes for its return.
+//!
+//! Failures are [`UpstreamError`]s, which the API turns into 503 (unreachable, circuit open;
+//! with `Retry-After`), 504 (deadline) or 502 (5xx, rejected credentials, malformed reply). The
+//! upstream's own bodies are never passed on or logged.
+
+mod attachment;
+mod breaker;
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use attachment::{Attachment, Credentials};
+pub use breaker::{Breaker, Circuit};
+
+use crate::links::{Code, LinkDocument};
+use crate::settings::Settings;
+
+/// Why a call to the upstream did not give an answer the consumer can use. The messages are for
+/// logs: they never contain credentials or the upstream's bodies.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the circuit is open: failing fast for {0:?}")]
+    CircuitOpen(Duration),
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the upstream answered {0}")]
+    Failed(StatusCode),
+    #[error("the upstream refused the credentials in UPSTREAM_URL ({0})")]
+    Rejected(StatusCode),
+    #[error("the upstream's answer is not what the v1 contract promises: {0}")]
+    Malformed(String),
+}
+
+impl UpstreamError {
+    /// The status the consumer answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Failed(_) | UpstreamError::Rejected(_) | UpstreamError::Malformed(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for 503s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UpstreamError::CircuitOpen(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            UpstreamError::Unreachable(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// What the client is told: which kind of failure, nothing internal.
+    pub fn public_detail(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable(_) => "the upstream store is unreachable",
+            UpstreamError::CircuitOpen(_) => {
+                "the upstream store is failing; not calling it until it recovers"
+            }
+            UpstreamError::Timeout(_) => "the upstream store did not answer in time",
+            UpstreamError::Failed(_) => "the upstream store failed",
+            UpstreamError::Rejected(_) => "the upstream store refused this service's credentials",
+            UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
+        }
+    }
+}
+
+/// What `/v1/info` tells about the attached instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Info {
+    pub instance: String,
+}
+
+/// How a create-only write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    /// The key exists with another document.
+    Taken,
+}
+
+/// A complete answer from the upstream.
+struct Reply {
+    status: StatusCode,
+    body: actix_web::web::Bytes,
+}
+
+/// The connection to the attached resource; one per process.
+pub struct Upstream {
+    http: reqwest::Client,
+    attachment: Attachment,
+    breaker: Arc<Breaker>,
+    deadline: Duration,
+    calls: IntCounterVec,
+}
+
+impl Upstream {
+    /// Builds the client for `settings.upstream` and registers its metrics in `registry`.
+    pub fn new(settings: &Settings, registry: &Registry) -> prometheus::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
+            // request never lands on a connection the server is closing.
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .user_agent(concat!("portbound-consumer/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the HTTP client builds with rustls");
+        let circuit = IntGauge::new(
+            "consumer_upstream_circuit",
+            "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open",
+        )?;
+        let calls = IntCounterVec::new(
+            Opts::new(
+                "consumer_upstream_calls_total",
+                "Calls to the upstream by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(circuit.clone()))?;
+        registry.register(Box::new(calls.clone()))?;
+        let breaker = Breaker::new(
+            settings.circuit_failures,
+            settings.circuit_cooldown,
+            move |state| {
+                log::warn!("upstream circuit is now {}", state.as_str());
+                circuit.set(match state {
+                    Circuit::Closed => 0,
+                    Circuit::HalfOpen => 1,
+                    Circuit::Open => 2,
+                });
+            },
+        );
+        Ok(Upstream {
+            http,
+            attachment: settings.upstream.clone(),
+            breaker,
+            deadline: settings.timeout,
+            calls,
+        })
+    }
+
+    pub fn attachment(&self) -> &Attachment {
+        &self.attachment
+    }
+
+    pub fn circuit(&self) -> Circuit {
+        self.breaker.circuit(Instant::now())
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> Result<Info, UpstreamError> {
+        let reply = self
+            .call(Method::GET, "v1/info", None, HeaderMap::new())
+            .await?;
+        expect_status(&reply, &[StatusCode::OK])?;
+        parse(&reply)
+    }
+
+    /// The link stored under `code`, if any.
+    pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, UpstreamError> {
+        let path = format!("v1/kv/links/{code}");
+        let reply = self
+            .call(Method::GET, &path, None, HeaderMap::new())
+            .await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => {
+                expect_status(&reply, &[StatusCode::OK])?;
+                parse(&reply).map(Some)
+            }
+        }
+    }
+
+    /// Stores `document` under `code` unless the code is taken. A create retried after a lost
+    /// answer may find its own first attempt; reading the document back tells that apart from a
+    /// code taken by someone else.
+    pub async fn create_link(
+        &self,
+        code: &Code,
+        document: &LinkDocument,
+    ) -> Result<Created, UpstreamError> {
+        let path = format!("v1/kv/links/{code}");
+        let body = serde_json::to_vec(document).expect("a link document serializes");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        let reply = self.call(Method::PUT, &path, Some(body), headers).await?;
+        match reply.status {
+            StatusCode::CREATED => Ok(Created::Yes),
+            StatusCode::PRECONDITION_FAILED => match self.link(code).await? {
+                Some(existing) if existing == *document => Ok(Created::Yes),
+                _ => Ok(Created::Taken),
+            },
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    /// The click counter of `code`.
+    pub async fn clicks(&self, code: &Code) -> Result<i64, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Counter {
+            value: i64,
+        }
+        let path = format!("v1/counters/clicks/{code}");
+        let reply = self
+            .call(Method::GET, &path, None, HeaderMap::new())
+            .await?;
+        expect_status(&reply, &[StatusCode::OK])?;
+        parse::<Counter>(&reply).map(|counter| counter.value)
+    }
+
+    /// Adds `by` clicks to `code`, once per `idempotency_key`.
+    pub async fn add_clicks(
+        &self,
+        code: &str,
+        by: u64,
+        idempotency_key: &str,
+    ) -> Result<(), UpstreamError> {
+        let path = format!("v1/counters/clicks/{code}");
+        let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
+        let mut headers = HeaderMap::new();
+        let key = HeaderValue::from_str(idempotency_key)
+            .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;
+        headers.insert("idempotency-key", key);
+        let reply = self.call(Method::POST, &path, Some(body), headers).await?;
+        expect_status(&reply, &[StatusCode::OK])
+    }
+
+    /// One call: breaker, deadline, at most one retry; the whole body is read in the deadline.
+    /// Every call the consumer makes may be retried: GETs, the create-only PUT (whose repeat
+    /// [`Upstream::create_link`] recognises) and increments carrying an `Idempotency-Key`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: HeaderMap,
+    ) -> Result<Reply, UpstreamError> {
+        let permit = self
+            .breaker
+            .admit(Instant::now())
+            .map_err(UpstreamError::CircuitOpen)
+            .inspect_err(|_| self.calls.with_label_values(&["circuit_open"]).inc())?;
+        let url = self.attachment.endpoint(path);
+        let attempts = self.attempts(&method, &url, body, headers);
+        let outcome = match tokio::time::timeout(self.deadline, attempts).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(UpstreamError::Timeout(self.deadline)),
+        };
+        let label = match &outcome {
+            Ok(reply) if reply.status.is_server_error() => "server_error",
+            Ok(_) => "answered",
+            Err(UpstreamError::Timeout(_)) => "timeout",
+            Err(_) => "unreachable",
+        };
+        self.calls.with_label_values(&[label]).inc();
+        if label == "answered" {
+            permit.succeeded();
+        } else {
+            permit.failed();
+        }
+        if let Err(error) = &outcome {
+            log::warn!("{method} {url}: {error}");
+        }
+        outcome
+    }
+
+    async fn attempts(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<Vec<u8>>,
+        headers: HeaderMap,
+    ) -> Result<Reply, UpstreamError> {
+        let mut tried = false;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            request = match self.attachment.credentials() {
+                Some(Credentials::Basic { user, password }) => {
+                    request.basic_auth(user, Some(password))
+                }
+                Some(Credentials::Bearer(token)) => request.bearer_auth(token),
+                None => request,
+            };
+            if let Some(id) = shared::request_id::current() {
+                request = request.header("x-request-id", id.as_str());
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let sent = async {
+                let response = request.send().await?;
+                let status = StatusCode::from_u16(response.status().as_u16())
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                Ok::<_, reqwest::Error>(Reply {
+                    status,
+                    body: response.bytes().await?,
+                })
+            };
+            match sent.await {
+                Ok(reply) => return Ok(reply),
+                Err(error) if !tried && worth_retrying(&error) => {
+                    tried = true;
+                    log::info!("{method} {url}: {}; retrying once", error.without_url());
+                    tokio::time::sleep(jitter()).await;
+                }
+                Err(error) => return Err(UpstreamError::Unreachable(describe(&error))),
+            }
+        }
+    }
+}
+
+/// A pause of 25–75 ms, so retries from many requests do not arrive together.
+fn jitter() -> Duration {
+    Duration::from_millis(rand::random_range(25..=75))
+}
+
+/// Connection refused or not made, or closed before the answer: the request either never
+/// reached the upstream or is safe to send again.
+fn worth_retrying(error: &reqwest::Error) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes in one line, without the URL.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamError> {
+    if expected.contains(&reply.status) {
+        Ok(())
+    } else {
+        Err(unexpected(reply))
+    }
+}
+
+fn unexpected(reply: &Reply) -> UpstreamError {
+    match reply.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::Rejected(reply.status),
+        status if status.is_server_error() => UpstreamError::Failed(status),
+        status => UpstreamError::Malformed(format!("unexpected status {status}")),
+    }
+}
+
+fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, UpstreamError> {
+    serde_json::from_slice(&reply.body)
+        .map_err(|error| UpstreamError::Malformed(format!("unreadable body: {error}")))
+}

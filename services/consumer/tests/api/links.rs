@@ -1,0 +1,317 @@
+//! Creating, following and reading links, and the rules on codes and targets.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    assert_problem, eventually, spawn_consumer, spawn_consumer_with, spawn_upstream,
+};
+
+#[tokio::test]
+async fn a_link_is_created_followed_and_counted() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+
+    let created = consumer
+        .shorten(json!({"url": "https://example.com/page?q=1"}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let link: Value = created.json().await.unwrap();
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(code.len(), 7);
+    assert_eq!(location, format!("/api/links/{code}"));
+    assert_eq!(link["url"], "https://example.com/page?q=1");
+    assert_eq!(link["short_url"], format!("http://localhost:8080/{code}"));
+    assert!(link["created_at"].as_str().unwrap().ends_with('Z'));
+
+    for _ in 0..3 {
+        let redirect = consumer.follow(code).await;
+        assert_eq!(redirect.status(), StatusCode::FOUND);
+        assert_eq!(
+            redirect.headers()["location"],
+            "https://example.com/page?q=1"
+        );
+        assert_eq!(redirect.headers()["cache-control"], "no-store");
+    }
+
+    let shown: Value = consumer
+        .client
+        .get(consumer.url(&format!("/api/links/{code}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["clicks"], 3);
+    assert_eq!(shown["url"], "https://example.com/page?q=1");
+    eventually(
+        Duration::from_secs(5),
+        "clicks reach the upstream",
+        || async { upstream.clicks(code).await == 3 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_custom_code_is_used_and_cannot_be_taken_twice() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer_with(&upstream.url, |s| {
+        s.public_url = "https://sho.rt/x/".parse().unwrap();
+    })
+    .await;
+    let mine = consumer
+        .shorten(json!({"url": "https://a.example/", "code": "my-Code_1"}))
+        .await;
+    assert_eq!(mine.status(), StatusCode::CREATED);
+    assert_eq!(
+        mine.json::<Value>().await.unwrap()["short_url"],
+        "https://sho.rt/x/my-Code_1"
+    );
+
+    let again = consumer
+        .shorten(json!({"url": "https://b.example/", "code": "my-Code_1"}))
+        .await;
+    assert_problem(again, StatusCode::CONFLICT).await;
+    let kept = consumer.follow("my-Code_1").await;
+    assert_eq!(kept.headers()["location"], "https://a.example/");
+}
+
+#[tokio::test]
+async fn codes_that_could_reach_other_upstream_paths_are_refused() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    for code in [
+        ".",
+        "..",
+        "%2e%2e",
+        "a/b",
+        "a.b",
+        "api",
+        "Metrics",
+        "",
+        &"x".repeat(65),
+    ] {
+        let response = consumer
+            .shorten(json!({"url": "https://example.com/", "code": code}))
+            .await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+}
+
+#[tokio::test]
+async fn targets_that_are_not_plain_http_urls_elsewhere_are_refused() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    let long = format!("https://example.com/{}", "a".repeat(2040));
+    for url in [
+        "ftp://example.com/",
+        "javascript:alert(1)",
+        "example.com",
+        "https://user:pw@example.com/",
+        "http://localhost:8080/loop",
+        long.as_str(),
+    ] {
+        let response = consumer.shorten(json!({ "url": url })).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            problem["detail"].as_str().unwrap().starts_with("url "),
+            "{problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    let post = |content_type: &'static str, body: &'static str| {
+        consumer
+            .client
+            .post(consumer.url("/api/links"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_problem(
+        post("application/json", "{").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_problem(
+        post("text/plain", "{}").await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    assert_problem(
+        post("application/json", "{}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_problem(
+        post("application/json", r#"{"url":"https://e.com","extra":1}"#)
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let big = "x".repeat(10_000);
+    let too_large = consumer
+        .client
+        .post(consumer.url("/api/links"))
+        .json(&json!({ "url": big }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(too_large, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn unknown_and_impossible_codes_are_404_problems() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    for path in ["/nope", "/a.b", "/api", "/api/links/nope", "/api/links/a.b"] {
+        let response = consumer
+            .client
+            .get(consumer.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::NOT_FOUND).await;
+    }
+}
+
+#[tokio::test]
+async fn clicks_pending_at_shutdown_reach_the_upstream() {
+    let upstream = spawn_upstream().await;
+    let mut consumer = spawn_consumer_with(&upstream.url, |s| {
+        s.click_flush_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let code = consumer.shorten_ok("https://example.com/").await;
+    for _ in 0..5 {
+        assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
+    }
+    assert_eq!(upstream.clicks(&code).await, 0, "flushed before shutdown");
+    consumer.stop().await;
+    assert_eq!(upstream.clicks(&code).await, 5);
+}
+
+#[tokio::test]
+async fn status_names_the_attached_instance_without_its_secret() {
+    let upstream = spawn_upstream_with_token("s3cret").await;
+    let url = upstream.url.replace("http://", "http://portbound:s3cret@");
+    let consumer = spawn_consumer(&url).await;
+    let status: Value = consumer
+        .client
+        .get(consumer.url("/api/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reported = &status["upstream"];
+    assert_eq!(reported["instance"], "upstream-t");
+    assert_eq!(reported["reachable"], true);
+    assert_eq!(reported["circuit"], "closed");
+    assert!(reported["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        reported["url"],
+        format!("http://portbound:***@127.0.0.1:{}/", upstream.port)
+    );
+    // The credentials work: links can be made.
+    consumer.shorten_ok("https://example.com/").await;
+}
+
+async fn spawn_upstream_with_token(token: &str) -> crate::helpers::TestUpstream {
+    crate::helpers::spawn_upstream_with(|s| {
+        s.access_token = upstream::settings::AccessToken::parse(token);
+        s.instance_name = "upstream-t".to_owned();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_502_that_does_not_leak_them() {
+    let upstream = spawn_upstream_with_token("s3cret").await;
+    let url = upstream.url.replace("http://", "http://portbound:wr0ng@");
+    let consumer = spawn_consumer(&url).await;
+    let response = consumer
+        .shorten(json!({"url": "https://example.com/"}))
+        .await;
+    let problem = assert_problem(response, StatusCode::BAD_GATEWAY).await;
+    assert!(problem["detail"].as_str().unwrap().contains("credentials"));
+    assert!(!problem.to_string().contains("wr0ng"));
+}
+
+#[tokio::test]
+async fn the_request_id_is_forwarded_upstream() {
+    // A stand-in upstream that records the request it gets and answers 404.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = vec![0; 4096];
+        let n = socket.read(&mut head).await.unwrap();
+        let answer = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&head[..n]).to_lowercase()
+    });
+    let consumer = spawn_consumer(&format!("http://127.0.0.1:{port}/")).await;
+    let response = consumer
+        .client
+        .get(consumer.url("/abc"))
+        .header("X-Request-Id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request = seen.await.unwrap();
+    assert!(request.starts_with("get /v1/kv/links/abc "), "{request}");
+    assert!(request.contains("x-request-id: trace-42"), "{request}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_metrics_are_served() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    let doc: Value = consumer
+        .client
+        .get(consumer.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/api/links", "/{code}", "/api/links/{code}", "/api/status"] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+    let code = consumer.shorten_ok("https://example.com/").await;
+    consumer.follow(&code).await;
+    let metrics = consumer
+        .client
+        .get(consumer.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"consumer_http_requests_total{endpoint="/{code}",method="GET",status="302"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("consumer_clicks_dropped_total 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("consumer_upstream_circuit 0"), "{metrics}");
+}

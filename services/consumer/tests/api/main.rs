@@ -1,0 +1,9 @@
+//! In-process tests of the consumer against a real upstream running in the same process, each
+//! pair on its own ephemeral ports with its own database.
+
+// Test code: an unwrap that fails is a failing test, with its message.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod links;
+mod resilience;

@@ -1,0 +1,213 @@
+//! The consumer while its upstream is away, slow or back again.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    assert_problem, closed_port, eventually, spawn_consumer_with, spawn_upstream_with,
+};
+
+#[tokio::test]
+async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
+    let port = closed_port();
+    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+        s.circuit_cooldown = Duration::from_millis(200);
+    })
+    .await;
+
+    let live = consumer
+        .client
+        .get(consumer.url("/livez"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready: Value = consumer
+        .client
+        .get(consumer.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded");
+
+    let refused = consumer
+        .shorten(json!({"url": "https://example.com/"}))
+        .await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    let _upstream = spawn_upstream_with(|s| s.server.port = port).await;
+    eventually(
+        Duration::from_secs(5),
+        "the consumer uses the returned upstream",
+        || async {
+            consumer
+                .shorten(json!({"url": "https://example.com/"}))
+                .await
+                .status()
+                == StatusCode::CREATED
+        },
+    )
+    .await;
+    let ready: Value = consumer
+        .client
+        .get(consumer.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+#[tokio::test]
+async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
+    let port = closed_port();
+    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+        s.circuit_failures = 2;
+        s.circuit_cooldown = Duration::from_secs(30);
+    })
+    .await;
+    for _ in 0..2 {
+        let response = consumer.follow("abc").await;
+        let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(problem["detail"], "the upstream store is unreachable");
+    }
+    let started = Instant::now();
+    let fast = consumer.follow("abc").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "took {:?}",
+        started.elapsed()
+    );
+    let retry_after: u64 = fast.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&retry_after), "{retry_after}");
+    let problem = assert_problem(fast, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not calling it")
+    );
+
+    let status: Value = consumer
+        .client
+        .get(consumer.url("/api/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["upstream"]["circuit"], "open");
+    assert_eq!(status["upstream"]["reachable"], false);
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
+    // Accepts connections and reads requests, but never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _blackhole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+        s.connect_timeout = Duration::from_millis(200);
+        s.timeout = Duration::from_millis(400);
+    })
+    .await;
+    let started = Instant::now();
+    let response = consumer.follow("abc").await;
+    let took = started.elapsed();
+    assert_problem(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn clicks_made_before_an_outage_arrive_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("upstream.sqlite3").display().to_string();
+    let port = closed_port();
+    let start_upstream = || {
+        let database = database.clone();
+        spawn_upstream_with(move |s| {
+            s.server.port = port;
+            s.database_path = database;
+        })
+    };
+    let upstream = start_upstream().await;
+    // The flusher ticks at once (nothing to send) and then after a second; the redirects and
+    // the outage below take milliseconds, so the clicks are still unsent when it goes.
+    let consumer = spawn_consumer_with(&upstream.url, |s| {
+        s.click_flush_interval = Duration::from_secs(1);
+        s.circuit_cooldown = Duration::from_millis(100);
+    })
+    .await;
+    let code = consumer.shorten_ok("https://example.com/").await;
+
+    for _ in 0..4 {
+        assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
+    }
+    upstream.lifecycle.request_stop();
+    drop(upstream);
+    eventually(
+        Duration::from_secs(5),
+        "the upstream port closes",
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        },
+    )
+    .await;
+    let metrics = || async {
+        let url = consumer.url("/metrics");
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    };
+    eventually(
+        Duration::from_secs(5),
+        "a flush fails and keeps the clicks",
+        || async {
+            let text = metrics().await;
+            text.contains("consumer_clicks_pending 4")
+                && text.contains(r#"consumer_upstream_calls_total{outcome="unreachable"}"#)
+        },
+    )
+    .await;
+
+    let upstream = start_upstream().await;
+    eventually(
+        Duration::from_secs(5),
+        "the kept clicks are counted once",
+        || async { upstream.clicks(&code).await == 4 },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "nothing is left pending",
+        || async { metrics().await.contains("consumer_clicks_pending 0") },
+    )
+    .await;
+    assert_eq!(upstream.clicks(&code).await, 4, "counted more than once");
+}
