@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test crate uses its own part of this module.
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -187,4 +189,61 @@ pub async fn run_to_exit(
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status, text)
+}
+
+/// The token the spawned upstreams require, and the consumers present.
+pub const TOKEN: &str = "e2e-t0ken";
+
+/// A stack that is already running, named by `E2E_CONSUMER_URL` and `E2E_UPSTREAM_URL` (and
+/// `E2E_UPSTREAM_TOKEN` when the upstream needs one).
+pub struct External {
+    pub consumer: String,
+    pub upstream: String,
+    pub token: Option<String>,
+}
+
+/// The running stack to test, if the environment names one.
+pub fn external() -> Option<External> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    Some(External {
+        consumer: var("E2E_CONSUMER_URL")?.trim_end_matches('/').to_owned(),
+        upstream: var("E2E_UPSTREAM_URL")?.trim_end_matches('/').to_owned(),
+        token: var("E2E_UPSTREAM_TOKEN"),
+    })
+}
+
+/// True (after saying so) when the suite runs against an external stack, which a test that
+/// must start, kill or restart processes cannot do.
+pub fn skipped_on_external_stack(test: &str) -> bool {
+    let skip = external().is_some();
+    if skip {
+        eprintln!(
+            "skipped {test}: it starts and kills processes, and E2E_CONSUMER_URL names a running stack"
+        );
+    }
+    skip
+}
+
+/// An upstream binary with its database in `dir`, requiring [`TOKEN`].
+pub async fn spawn_upstream(dir: &Path, instance: &str, extra: &[(&str, &str)]) -> Service {
+    let database = dir.join(format!("{instance}.sqlite3"));
+    let mut env = vec![
+        ("DATABASE_PATH", database.to_str().expect("a UTF-8 path")),
+        ("ACCESS_TOKEN", TOKEN),
+        ("INSTANCE_NAME", instance),
+    ];
+    env.extend_from_slice(extra);
+    start(&binary("upstream"), &env).await
+}
+
+/// A consumer binary attached to `upstream_url`.
+pub async fn spawn_consumer(upstream_url: &str, extra: &[(&str, &str)]) -> Service {
+    let mut env = vec![("UPSTREAM_URL", upstream_url)];
+    env.extend_from_slice(extra);
+    start(&binary("consumer"), &env).await
+}
+
+/// The `UPSTREAM_URL` for a spawned upstream on `port`, with the token in the userinfo.
+pub fn attach(port: u16) -> String {
+    format!("http://portbound:{TOKEN}@127.0.0.1:{port}/")
 }

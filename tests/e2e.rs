@@ -1,0 +1,641 @@
+//! End to end: the real `upstream` and `consumer` binaries, configured by environment alone,
+//! on ephemeral ports, exercised through both ports.
+//!
+//! With `E2E_CONSUMER_URL` and `E2E_UPSTREAM_URL` (and `E2E_UPSTREAM_TOKEN`) set, the same suite
+//! runs against a stack that is already running (the compose stack, say); the cases that must
+//! start, kill or restart processes skip themselves there, saying so.
+
+// Test code: an unwrap that fails is a failing test, with its message.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use reqwest::{Client, StatusCode, redirect};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use support::proxy::{Fault, FaultProxy};
+use support::{
+    Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
+    spawn_consumer, spawn_upstream,
+};
+
+/// The two ports under test, spawned here or already running.
+struct Stack {
+    consumer: String,
+    upstream: String,
+    token: Option<String>,
+    client: Client,
+    _spawned: Option<(Service, Service, tempfile::TempDir)>,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let client = Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()
+            .unwrap();
+        if let Some(external) = external() {
+            return Stack {
+                consumer: external.consumer,
+                upstream: external.upstream,
+                token: external.token,
+                client,
+                _spawned: None,
+            };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = spawn_upstream(dir.path(), "upstream-a", &[]).await;
+        let consumer = spawn_consumer(&attach(upstream.port), &[]).await;
+        Stack {
+            consumer: consumer.url.clone(),
+            upstream: upstream.url.clone(),
+            token: Some(TOKEN.to_owned()),
+            client,
+            _spawned: Some((upstream, consumer, dir)),
+        }
+    }
+
+    /// `GET` on the upstream, with the token when there is one.
+    async fn upstream_get(&self, path: &str) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.upstream));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn shorten(client: &Client, consumer: &str, url: &str) -> reqwest::Response {
+    client
+        .post(format!("{consumer}/api/links"))
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn shorten_ok(client: &Client, consumer: &str, url: &str) -> String {
+    let response = shorten(client, consumer, url).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !probe().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_link_round_trips_and_is_visible_on_both_ports() {
+    let stack = Stack::start().await;
+    let target = format!("https://example.com/e2e/{}", uuid_like());
+    let created = shorten(&stack.client, &stack.consumer, &target).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let link: Value = created.json().await.unwrap();
+    let code = link["code"].as_str().unwrap();
+
+    for _ in 0..3 {
+        let redirect = stack
+            .client
+            .get(format!("{}/{code}", stack.consumer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect.status(), StatusCode::FOUND);
+        assert_eq!(redirect.headers()["location"], target.as_str());
+    }
+    let shown: Value = stack
+        .client
+        .get(format!("{}/api/links/{code}", stack.consumer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["clicks"], 3);
+
+    // The upstream holds the state: the link document and, once flushed, the counter.
+    let document: Value = stack
+        .upstream_get(&format!("/v1/kv/links/{code}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["url"], target.as_str());
+    eventually(
+        Duration::from_secs(10),
+        "the clicks reach the upstream counter",
+        || async {
+            let counter: Value = stack
+                .upstream_get(&format!("/v1/counters/clicks/{code}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            counter["value"] == 3
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn both_ports_answer_errors_as_problems() {
+    let stack = Stack::start().await;
+    let unknown = stack
+        .client
+        .get(format!("{}/no-such-code", stack.consumer))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+    let bad_key = stack.upstream_get("/v1/kv/a//b").await;
+    assert_problem(bad_key, StatusCode::BAD_REQUEST).await;
+    for base in [&stack.consumer, &stack.upstream] {
+        let live = stack
+            .client
+            .get(format!("{base}/livez"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+        let metrics = stack
+            .client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), StatusCode::OK);
+    }
+}
+
+/// A short random string, so runs against a long-lived stack do not collide.
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 64
+    )
+}
+
+#[tokio::test]
+async fn swapping_upstream_url_swaps_the_backend() {
+    if skipped_on_external_stack("swapping_upstream_url_swaps_the_backend") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_upstream(dir.path(), "upstream-a", &[]).await;
+    let b = spawn_upstream(dir.path(), "upstream-b", &[]).await;
+    let client = client();
+    let instance = |consumer: String| {
+        let client = client.clone();
+        async move {
+            let status: Value = client
+                .get(format!("{consumer}/api/status"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            status["upstream"]["instance"].as_str().unwrap().to_owned()
+        }
+    };
+
+    let on_a = spawn_consumer(&attach(a.port), &[]).await;
+    assert_eq!(instance(on_a.url.clone()).await, "upstream-a");
+    let code = shorten_ok(&client, &on_a.url, "https://example.com/on-a").await;
+    on_a.kill9().await;
+
+    let on_b = spawn_consumer(&attach(b.port), &[]).await;
+    assert_eq!(instance(on_b.url.clone()).await, "upstream-b");
+    let unknown = client
+        .get(format!("{}/{code}", on_b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+    on_b.kill9().await;
+
+    let back_on_a = spawn_consumer(&attach(a.port), &[]).await;
+    let known = client
+        .get(format!("{}/{code}", back_on_a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), StatusCode::FOUND);
+    assert_eq!(known.headers()["location"], "https://example.com/on-a");
+}
+
+#[tokio::test]
+async fn the_consumer_starts_without_its_upstream_and_recovers_when_it_comes() {
+    if skipped_on_external_stack(
+        "the_consumer_starts_without_its_upstream_and_recovers_when_it_comes",
+    ) {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let consumer = spawn_consumer(&attach(port), &[("CIRCUIT_COOLDOWN", "500ms")]).await;
+    let client = client();
+    let live = client
+        .get(format!("{}/livez", consumer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let refused = shorten(&client, &consumer.url, "https://example.com/").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port_text = port.to_string();
+    let _upstream = spawn_upstream(dir.path(), "late", &[("PORT", &port_text)]).await;
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "links can be made once the upstream is up",
+        || async {
+            shorten(&client, &consumer.url, "https://example.com/")
+                .await
+                .status()
+                == StatusCode::CREATED
+        },
+    )
+    .await;
+    eprintln!(
+        "recovered {:?} after the upstream came up",
+        started.elapsed()
+    );
+}
+
+/// What a load worker saw.
+#[derive(Default)]
+struct Seen {
+    statuses: HashMap<u16, usize>,
+    not_problems: Vec<String>,
+    acknowledged: Vec<(String, String)>,
+}
+
+async fn load_worker(
+    client: Client,
+    consumer: String,
+    running: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    worker: usize,
+) {
+    let mut n = 0;
+    while running.load(Ordering::Relaxed) {
+        n += 1;
+        let target = format!("https://example.com/w{worker}/{n}");
+        let Ok(response) = client
+            .post(format!("{consumer}/api/links"))
+            .json(&json!({ "url": target }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        else {
+            seen.lock()
+                .await
+                .not_problems
+                .push("the consumer did not answer".to_owned());
+            continue;
+        };
+        let status = response.status();
+        let is_problem = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json");
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let mut seen = seen.lock().await;
+        *seen.statuses.entry(status.as_u16()).or_default() += 1;
+        if status == StatusCode::CREATED {
+            seen.acknowledged
+                .push((body["code"].as_str().unwrap().to_owned(), target));
+        } else if !is_problem {
+            seen.not_problems
+                .push(format!("{status} without a problem body"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link() {
+    if skipped_on_external_stack(
+        "an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "victim", &[]).await;
+    let port = upstream.port;
+    let consumer = spawn_consumer(&attach(port), &[("CIRCUIT_COOLDOWN", "300ms")]).await;
+
+    let running = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            tokio::spawn(load_worker(
+                client(),
+                consumer.url.clone(),
+                running.clone(),
+                seen.clone(),
+                worker,
+            ))
+        })
+        .collect();
+
+    let acknowledged = || async { seen.lock().await.acknowledged.len() };
+    let before = acknowledged().await;
+    eventually(Duration::from_secs(5), "links are being made", || async {
+        acknowledged().await > before + 50
+    })
+    .await;
+    upstream.kill9().await;
+    let killed_at = acknowledged().await;
+    eventually(
+        Duration::from_secs(5),
+        "the consumer reports the outage",
+        || async {
+            let seen = seen.lock().await;
+            seen.statuses.keys().any(|s| [502, 503, 504].contains(s))
+        },
+    )
+    .await;
+
+    let port_text = port.to_string();
+    let _upstream = spawn_upstream(dir.path(), "victim", &[("PORT", &port_text)]).await;
+    let restarted = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "links are made again after the restart",
+        || async { acknowledged().await > killed_at + 50 },
+    )
+    .await;
+    eprintln!("recovered {:?} after the restart", restarted.elapsed());
+    running.store(false, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let seen = seen.lock().await;
+    eprintln!("statuses under load: {:?}", seen.statuses);
+    let unexpected: Vec<_> = seen
+        .statuses
+        .keys()
+        .filter(|s| ![201, 502, 503, 504].contains(*s))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected statuses {unexpected:?} in {:?}",
+        seen.statuses
+    );
+    assert!(seen.not_problems.is_empty(), "{:?}", seen.not_problems);
+
+    let client = client();
+    for (code, target) in &seen.acknowledged {
+        let response = client
+            .get(format!("{}/{code}", consumer.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FOUND,
+            "acknowledged link {code} was lost"
+        );
+        assert_eq!(response.headers()["location"], target.as_str());
+    }
+}
+
+#[tokio::test]
+async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() {
+    if skipped_on_external_stack(
+        "faults_between_the_services_time_out_trip_the_circuit_and_never_hang",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "behind-proxy", &[]).await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
+    let through_proxy = format!("http://portbound:{TOKEN}@127.0.0.1:{}/", proxy.port);
+    let consumer = spawn_consumer(
+        &through_proxy,
+        &[
+            ("UPSTREAM_CONNECT_TIMEOUT", "300ms"),
+            ("UPSTREAM_TIMEOUT", "600ms"),
+            ("CIRCUIT_FAILURES", "3"),
+            ("CIRCUIT_COOLDOWN", "1s"),
+        ],
+    )
+    .await;
+    let client = client();
+    let code = shorten_ok(&client, &consumer.url, "https://example.com/proxied").await;
+    let follow = || {
+        client
+            .get(format!("{}/{code}", consumer.url))
+            .timeout(Duration::from_secs(5))
+            .send()
+    };
+
+    // Latency beyond the deadline: 504 at the deadline, not later.
+    proxy.set(Fault::Latency(Duration::from_secs(2)));
+    let started = Instant::now();
+    assert_problem(follow().await.unwrap(), StatusCode::GATEWAY_TIMEOUT).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+        "took {took:?}"
+    );
+
+    // A blackhole: 504 again, then the circuit opens and answers at once.
+    proxy.set(Fault::Blackhole);
+    assert_problem(follow().await.unwrap(), StatusCode::GATEWAY_TIMEOUT).await;
+    assert_problem(follow().await.unwrap(), StatusCode::GATEWAY_TIMEOUT).await;
+    let started = Instant::now();
+    let fast = follow().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(fast.headers().contains_key("retry-after"));
+    let problem = assert_problem(fast, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not calling it"),
+        "{problem}"
+    );
+
+    // Resets: after the cooldown the probe fails, and the circuit opens again.
+    proxy.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reset = follow().await.unwrap();
+    assert_problem(reset, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    // Healed: after the next cooldown one probe closes the circuit.
+    proxy.set(Fault::Pass);
+    eventually(
+        Duration::from_secs(5),
+        "the circuit closes once the upstream answers",
+        || async { follow().await.unwrap().status() == StatusCode::FOUND },
+    )
+    .await;
+    let status: Value = client
+        .get(format!("{}/api/status", consumer.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["upstream"]["circuit"], "closed");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
+    if skipped_on_external_stack("wrong_credentials_are_a_502_and_the_password_is_in_no_log_line") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "guarded", &[]).await;
+    let wrong = format!(
+        "http://portbound:Wr0ngPassw0rd@127.0.0.1:{}/",
+        upstream.port
+    );
+    let consumer = spawn_consumer(&wrong, &[]).await;
+    let client = client();
+    let response = shorten(&client, &consumer.url, "https://example.com/").await;
+    let problem = assert_problem(response, StatusCode::BAD_GATEWAY).await;
+    assert!(!problem.to_string().contains("Wr0ngPassw0rd"));
+    let status = client
+        .get(format!("{}/api/status", consumer.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !status.contains("Wr0ngPassw0rd") && status.contains("portbound:***@"),
+        "{status}"
+    );
+
+    let logs = consumer.logs();
+    assert!(
+        logs.iter().any(|line| line.contains("portbound:***@")),
+        "the attachment is logged, redacted"
+    );
+    let leaks: Vec<_> = logs
+        .iter()
+        .filter(|line| line.contains("Wr0ngPassw0rd"))
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:?}");
+}
+
+#[tokio::test]
+async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
+    if skipped_on_external_stack("a_bad_upstream_url_stops_the_consumer_with_status_2") {
+        return;
+    }
+    let consumer = binary("consumer");
+    for bad in [
+        "ftp://portbound:hunter2@up/",
+        "http://portbound:hunter2@up/?x=1",
+        "up:8081",
+    ] {
+        let (status, output) = run_to_exit(&consumer, &[], &[("UPSTREAM_URL", bad)]).await;
+        assert_eq!(status.code(), Some(2), "{output}");
+        let line = output
+            .lines()
+            .find(|l| l.contains("invalid configuration"))
+            .unwrap();
+        assert!(
+            line.contains("UPSTREAM_URL=") && line.contains("expected an http(s) URL"),
+            "{line}"
+        );
+        assert!(
+            !output.contains("hunter2") && !output.contains("listening on"),
+            "{output}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_sends_the_pending_clicks_before_exiting() {
+    if skipped_on_external_stack("sigterm_sends_the_pending_clicks_before_exiting") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "counts", &[]).await;
+    let mut consumer =
+        spawn_consumer(&attach(upstream.port), &[("CLICK_FLUSH_INTERVAL", "1h")]).await;
+    let client = client();
+    let code = shorten_ok(&client, &consumer.url, "https://example.com/").await;
+    for _ in 0..7 {
+        let redirect = client
+            .get(format!("{}/{code}", consumer.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect.status(), StatusCode::FOUND);
+    }
+    let counter_url = format!("{}/v1/counters/clicks/{code}", upstream.url);
+    let read = || async {
+        let counter: Value = client
+            .get(&counter_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        counter["value"].as_i64().unwrap()
+    };
+    assert_eq!(read().await, 0, "sent before the signal");
+
+    consumer.signal(Signal::SIGTERM);
+    let exit = consumer.wait_exit(Duration::from_secs(9)).await;
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(read().await, 7);
+}

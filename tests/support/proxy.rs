@@ -1,0 +1,142 @@
+//! A fault-injecting TCP proxy for putting between the consumer and its upstream.
+//!
+//! It forwards bytes both ways and, by its current [`Fault`], delays or withholds what the
+//! upstream sends back, or resets connections. The fault applies to connections already open
+//! (the consumer's pooled ones) as well as new ones.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the proxy does to traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything.
+    Pass,
+    /// Hold each chunk from the upstream this long before passing it on.
+    Latency(Duration),
+    /// Accept and read, but never answer.
+    Blackhole,
+    /// Reset every connection (RST) as soon as it is used.
+    Reset,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    fault: Arc<Mutex<Fault>>,
+    accept: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on 127.0.0.1 (any free port) and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the proxy binds");
+        let port = listener.local_addr().expect("a bound address").port();
+        let fault = Arc::new(Mutex::new(Fault::Pass));
+        let current = fault.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, target, current.clone()));
+            }
+        });
+        FaultProxy {
+            port,
+            fault,
+            accept,
+        }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().expect("the fault lock") = fault;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn now(fault: &Mutex<Fault>) -> Fault {
+    *fault.lock().expect("the fault lock")
+}
+
+fn reset(stream: TcpStream) {
+    // Linger zero makes the close an RST instead of a FIN.
+    let _ = stream.set_zero_linger();
+    drop(stream);
+}
+
+async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) {
+    match now(&fault) {
+        Fault::Reset => return reset(client),
+        Fault::Blackhole => return hold(client).await,
+        Fault::Pass | Fault::Latency(_) => {}
+    }
+    let Ok(upstream) = TcpStream::connect(target).await else {
+        return reset(client);
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let outbound = async {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if upstream_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let inbound = async {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            let n = match upstream_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            match now(&fault) {
+                Fault::Pass => {}
+                Fault::Latency(delay) => tokio::time::sleep(delay).await,
+                Fault::Blackhole => std::future::pending::<()>().await,
+                Fault::Reset => return,
+            }
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = outbound => {}
+        () = inbound => {}
+    }
+    if let (Ok(client), Ok(_)) = (
+        client_read.reunite(client_write),
+        upstream_read.reunite(upstream_write),
+    ) && now(&fault) == Fault::Reset
+    {
+        reset(client);
+    }
+}
+
+/// Reads and discards what the client sends, answering nothing, until it goes away.
+async fn hold(mut client: TcpStream) {
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(n) = client.read(&mut buffer).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
