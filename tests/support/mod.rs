@@ -6,6 +6,7 @@
 pub mod proxy;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -217,8 +218,10 @@ pub fn external() -> Option<External> {
 pub fn skipped_on_external_stack(test: &str) -> bool {
     let skip = external().is_some();
     if skip {
-        eprintln!(
-            "skipped {test}: it starts and kills processes, and E2E_CONSUMER_URL names a running stack"
+        // Straight to stderr: the test harness captures eprintln!, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: it starts and kills processes, and E2E_CONSUMER_URL names a running stack"
         );
     }
     skip
