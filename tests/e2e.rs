@@ -532,6 +532,46 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
 }
 
 #[tokio::test]
+async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own() {
+    if skipped_on_external_stack(
+        "a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "lossy", &[]).await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
+    let through_proxy = format!("http://portbound:{TOKEN}@127.0.0.1:{}/", proxy.port);
+    let consumer = spawn_consumer(&through_proxy, &[]).await;
+    let client = client();
+
+    proxy.set(Fault::LoseNextAnswer);
+    let created = client
+        .post(format!("{}/api/links", consumer.url))
+        .json(&json!({"url": "https://example.com/lost", "code": "lost-answer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "{}",
+        created.text().await.unwrap()
+    );
+    assert!(
+        consumer.logs().iter().any(|l| l.contains("retrying once")),
+        "the first answer was not lost"
+    );
+    let again = client
+        .post(format!("{}/api/links", consumer.url))
+        .json(&json!({"url": "https://example.com/lost", "code": "lost-answer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
 async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
     if skipped_on_external_stack("wrong_credentials_are_a_502_and_the_password_is_in_no_log_line") {
         return;

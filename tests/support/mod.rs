@@ -5,7 +5,6 @@
 
 pub mod proxy;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -21,25 +20,37 @@ use tokio::sync::mpsc;
 /// How long a service may take to bind, and then to become ready.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(15);
 
-/// The path of a workspace binary, built (once per test process) by cargo with this test's
-/// profile.
+/// The path of a workspace binary, up to date.
+///
+/// The binaries are built once per test process with `cargo build --bins --tests`: the same
+/// selection as a plain `cargo test`, so right after one it is a no-op. (Building one package
+/// alone resolves dependency features without the dev-dependencies and relinks everything on
+/// each run; running a single test target, `cargo test --test e2e`, costs one relink.)
 pub fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    built
-        .entry(name.to_owned())
-        .or_insert_with(|| {
-            escargot::CargoBuild::new()
-                .manifest_path(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .package(name)
-                .bin(name)
-                .current_release()
-                .run()
-                .unwrap_or_else(|e| panic!("cargo could not build {name}: {e}"))
-                .path()
-                .to_owned()
-        })
-        .clone()
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = PROFILE_DIR.get_or_init(|| {
+        // Test executables live in <target>/<profile>/deps.
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test executable is in <target>/<profile>/deps")
+            .to_owned();
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--bins", "--tests"]);
+        if dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("cargo runs");
+        assert!(
+            status.success(),
+            "cargo could not build the service binaries"
+        );
+        dir
+    });
+    dir.join(name)
 }
 
 /// A service process started by a test.

@@ -23,6 +23,9 @@ pub enum Fault {
     Blackhole,
     /// Reset every connection (RST) as soon as it is used.
     Reset,
+    /// Let the next request through but reset its connection instead of passing the answer
+    /// back, then pass everything again: a reply lost after the upstream acted on the request.
+    LoseNextAnswer,
 }
 
 pub struct FaultProxy {
@@ -71,6 +74,16 @@ fn now(fault: &Mutex<Fault>) -> Fault {
     *fault.lock().expect("the fault lock")
 }
 
+/// The fault for this answer; a one-shot fault is used up by taking it.
+fn take_fault(fault: &Mutex<Fault>) -> Fault {
+    let mut current = fault.lock().expect("the fault lock");
+    let taken = *current;
+    if taken == Fault::LoseNextAnswer {
+        *current = Fault::Pass;
+    }
+    taken
+}
+
 fn reset(stream: TcpStream) {
     // Linger zero makes the close an RST instead of a FIN.
     let _ = stream.set_zero_linger();
@@ -81,7 +94,7 @@ async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) 
     match now(&fault) {
         Fault::Reset => return reset(client),
         Fault::Blackhole => return hold(client).await,
-        Fault::Pass | Fault::Latency(_) => {}
+        Fault::Pass | Fault::Latency(_) | Fault::LoseNextAnswer => {}
     }
     let Ok(upstream) = TcpStream::connect(target).await else {
         return reset(client);
@@ -107,11 +120,11 @@ async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) 
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            match now(&fault) {
+            match take_fault(&fault) {
                 Fault::Pass => {}
                 Fault::Latency(delay) => tokio::time::sleep(delay).await,
                 Fault::Blackhole => std::future::pending::<()>().await,
-                Fault::Reset => return,
+                Fault::Reset | Fault::LoseNextAnswer => return,
             }
             if client_write.write_all(&buffer[..n]).await.is_err() {
                 return;
@@ -125,8 +138,7 @@ async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) 
     if let (Ok(client), Ok(_)) = (
         client_read.reunite(client_write),
         upstream_read.reunite(upstream_write),
-    ) && now(&fault) == Fault::Reset
-    {
+    ) {
         reset(client);
     }
 }

@@ -122,6 +122,10 @@ pub struct LinkDocument {
     pub url: String,
     /// RFC 3339, UTC, seconds.
     pub created_at: String,
+    /// Unique to the request that created the link, so that a create retried after a lost
+    /// answer can recognise its own document. Absent in documents written by other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_id: Option<String>,
 }
 
 impl LinkDocument {
@@ -129,7 +133,13 @@ impl LinkDocument {
         LinkDocument {
             url: url.to_string(),
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            creation_id: Some(uuid::Uuid::new_v4().to_string()),
         }
+    }
+
+    /// Whether `self` is the document `ours` wrote (not merely an equal one).
+    pub fn written_by(&self, ours: &LinkDocument) -> bool {
+        self.creation_id.is_some() && self.creation_id == ours.creation_id
     }
 }
 

@@ -212,7 +212,7 @@ impl Upstream {
         match reply.status {
             StatusCode::CREATED => Ok(Created::Yes),
             StatusCode::PRECONDITION_FAILED => match self.link(code).await? {
-                Some(existing) if existing == *document => Ok(Created::Yes),
+                Some(existing) if existing.written_by(document) => Ok(Created::Yes),
                 _ => Ok(Created::Taken),
             },
             _ => Err(unexpected(&reply)),

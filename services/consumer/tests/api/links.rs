@@ -76,6 +76,11 @@ async fn a_custom_code_is_used_and_cannot_be_taken_twice() {
         .shorten(json!({"url": "https://b.example/", "code": "my-Code_1"}))
         .await;
     assert_problem(again, StatusCode::CONFLICT).await;
+    // The same request again, within the same second, is still a second create: refused.
+    let same = consumer
+        .shorten(json!({"url": "https://a.example/", "code": "my-Code_1"}))
+        .await;
+    assert_problem(same, StatusCode::CONFLICT).await;
     let kept = consumer.follow("my-Code_1").await;
     assert_eq!(kept.headers()["location"], "https://a.example/");
 }
