@@ -4,17 +4,19 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
-use actix_web::{App, Error, web};
+use actix_web::{App, Error, HttpResponse, web};
 use actix_web_prom::PrometheusMetrics;
 
 use crate::{logging, problem, request_id};
 
 /// An app with, from the outside in: the access log, request ids, metrics and problem bodies
 /// for every error; extractor errors as problems (bodies up to `body_limit` bytes); `/livez`;
-/// and a 404 problem for unknown paths. The service adds its own routes and `/readyz`.
+/// `openapi` (the service's rendered OpenAPI document) at `/openapi.json`; and a 404 problem for
+/// unknown paths. The service adds its own routes and `/readyz`.
 pub fn base(
     metrics: PrometheusMetrics,
     body_limit: usize,
+    openapi: String,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -27,6 +29,17 @@ pub fn base(
     App::new()
         .configure(|cfg| problem::configure_extractors(cfg, body_limit))
         .route("/livez", web::get().to(crate::health::livez))
+        .route(
+            "/openapi.json",
+            web::get().to(move || {
+                let document = openapi.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(document)
+                }
+            }),
+        )
         .default_service(web::to(problem::not_found))
         .wrap(problem::error_bodies())
         .wrap(metrics)

@@ -17,6 +17,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::pin::pin;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use actix_http::{Request, Response};
@@ -126,8 +127,13 @@ impl ServerSettings {
         Ok(listener)
     }
 
-    /// Applies these settings, the keep-alive and our own signal handling to an HTTP server.
-    pub fn tune<F, I, S, B>(&self, server: HttpServer<F, I, S, B>) -> HttpServer<F, I, S, B>
+    /// Starts `server` on `listener` with these settings, the keep-alive and our own signal
+    /// handling (see [`run_until_stopped`]).
+    pub fn start<F, I, S, B>(
+        &self,
+        server: HttpServer<F, I, S, B>,
+        listener: TcpListener,
+    ) -> Result<Server, ConfigError>
     where
         F: Fn() -> I + Send + Clone + 'static,
         I: IntoServiceFactory<S, Request>,
@@ -139,11 +145,55 @@ impl ServerSettings {
         S::Service: 'static,
         B: MessageBody + 'static,
     {
-        server
+        let server = server
             .workers(self.workers)
             .keep_alive(KEEP_ALIVE)
             .shutdown_timeout(self.shutdown_timeout.as_secs_f64().ceil() as u64)
             .disable_signals()
+            .listen(listener)
+            .map_err(|error| {
+                ConfigError::invalid(
+                    "PORT",
+                    &self.port.to_string(),
+                    format_args!("a port to listen on ({error})"),
+                )
+            })?;
+        Ok(server.run())
+    }
+}
+
+/// A service binary: what [`main`] needs to run it.
+pub trait Binary: Sized {
+    /// The binary's name, for the one-line configuration error.
+    const NAME: &'static str;
+    /// The port used when `PORT` is unset (also by the `healthcheck` subcommand).
+    const DEFAULT_PORT: u16;
+    /// Reads the settings and binds; a [`ConfigError`] stops the process with status 2.
+    fn start() -> Result<Self, ConfigError>;
+    /// Serves until stopped.
+    fn run_until_stopped(self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// The whole `main` of a service: `healthcheck` subcommand, logging, settings, bind, run.
+/// Exit status 0 after a clean stop, 1 when serving failed, 2 for bad configuration.
+pub async fn main<S: Binary>() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return crate::healthcheck::main(S::DEFAULT_PORT);
+    }
+    crate::logging::init();
+    let service = match S::start() {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("{}: invalid configuration: {error}", S::NAME);
+            return ExitCode::from(2);
+        }
+    };
+    match service.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("server failed: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

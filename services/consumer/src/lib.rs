@@ -56,6 +56,19 @@ pub struct Application {
     settings: Settings,
 }
 
+impl shared::server::Binary for Application {
+    const NAME: &'static str = "consumer";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn start() -> Result<Self, ConfigError> {
+        Application::build(Settings::load()?)
+    }
+
+    fn run_until_stopped(self) -> impl Future<Output = io::Result<()>> {
+        Application::run_until_stopped(self)
+    }
+}
+
 impl Application {
     /// Builds the upstream client and binds the port; any problem is a [`ConfigError`] naming
     /// the variable. The upstream need not be up. Must be called inside an async runtime.
@@ -81,29 +94,21 @@ impl Application {
             clicks: clicks.clone(),
             public_url: settings.public_url.clone(),
             lifecycle: lifecycle.clone(),
-            openapi: ApiDoc::openapi()
-                .to_json()
-                .expect("the OpenAPI document serializes"),
         });
+        let openapi = ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes");
         /// Link requests are small; this bounds what a client can make us buffer.
         const BODY_LIMIT: usize = 8 * 1024;
 
-        let server = settings
-            .server
-            .tune(HttpServer::new(move || {
-                shared::app::base(metrics.clone(), BODY_LIMIT)
+        let server = settings.server.start(
+            HttpServer::new(move || {
+                shared::app::base(metrics.clone(), BODY_LIMIT, openapi.clone())
                     .app_data(state.clone())
                     .configure(api::routes)
-            }))
-            .listen(listener)
-            .map_err(|error| {
-                ConfigError::invalid(
-                    "PORT",
-                    &port.to_string(),
-                    format_args!("a port to listen on ({error})"),
-                )
-            })?
-            .run();
+            }),
+            listener,
+        )?;
         log::info!(
             "consumer {} ready: attached to {}, short links under {}",
             env!("CARGO_PKG_VERSION"),

@@ -45,6 +45,19 @@ pub struct Application {
     shutdown_delay: std::time::Duration,
 }
 
+impl shared::server::Binary for Application {
+    const NAME: &'static str = "upstream";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn start() -> Result<Self, ConfigError> {
+        Application::build(Settings::load()?)
+    }
+
+    fn run_until_stopped(self) -> impl Future<Output = io::Result<()>> {
+        Application::run_until_stopped(self)
+    }
+}
+
 impl Application {
     /// Opens storage and binds the port; any problem is a [`ConfigError`] naming the variable.
     /// Must be called inside an async runtime.
@@ -72,32 +85,24 @@ impl Application {
             store: store.clone(),
             lifecycle: lifecycle.clone(),
             instance: settings.instance_name.clone(),
-            openapi: ApiDoc::openapi()
-                .to_json()
-                .expect("the OpenAPI document serializes"),
         });
+        let openapi = ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes");
         let guard = web::Data::new(api::Guard::new(settings.access_token.as_ref()));
         let instance = settings.instance_name.clone();
         let body_limit = settings.max_value_bytes;
 
-        let server = settings
-            .server
-            .tune(HttpServer::new(move || {
-                shared::app::base(metrics.clone(), body_limit)
+        let server = settings.server.start(
+            HttpServer::new(move || {
+                shared::app::base(metrics.clone(), body_limit, openapi.clone())
                     .app_data(state.clone())
                     .app_data(guard.clone())
                     .configure(api::routes)
                     .wrap(DefaultHeaders::new().add(("X-Instance", instance.clone())))
-            }))
-            .listen(listener)
-            .map_err(|error| {
-                ConfigError::invalid(
-                    "PORT",
-                    &port.to_string(),
-                    format_args!("a port to listen on ({error})"),
-                )
-            })?
-            .run();
+            }),
+            listener,
+        )?;
         log::info!(
             "upstream {} ready: instance {:?}, database {}",
             env!("CARGO_PKG_VERSION"),

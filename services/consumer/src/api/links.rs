@@ -95,6 +95,15 @@ async fn create_with_random_code(state: &State, document: &LinkDocument) -> Resu
     Err(ApiError::NoFreeCode(RANDOM_TRIES))
 }
 
+/// The link under `path`; a path that cannot be a code is as unknown as a missing one.
+async fn find(state: &State, path: &str) -> Result<(Code, LinkDocument), ApiError> {
+    let code = Code::parse(path).map_err(|_| ApiError::NotFound(path.to_owned()))?;
+    match state.upstream.link(&code).await? {
+        Some(document) => Ok((code, document)),
+        None => Err(ApiError::NotFound(code.to_string())),
+    }
+}
+
 #[utoipa::path(get, path = "/{code}", tag = "links",
     params(("code" = String, Path)),
     responses(
@@ -107,10 +116,7 @@ pub async fn follow(
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let code = Code::parse(&path).map_err(|_| ApiError::NotFound(path.into_inner()))?;
-    let Some(document) = state.upstream.link(&code).await? else {
-        return Err(ApiError::NotFound(code.to_string()));
-    };
+    let (code, document) = find(&state, &path).await?;
     state.clicks.record(&code);
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, document.url))
@@ -130,10 +136,7 @@ pub async fn show(
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let code = Code::parse(&path).map_err(|_| ApiError::NotFound(path.into_inner()))?;
-    let Some(document) = state.upstream.link(&code).await? else {
-        return Err(ApiError::NotFound(code.to_string()));
-    };
+    let (code, document) = find(&state, &path).await?;
     let counted = state.upstream.clicks(&code).await?;
     let clicks = counted.saturating_add(state.clicks.pending_for(&code) as i64);
     Ok(HttpResponse::Ok().json(state.link(&code, document, Some(clicks))))

@@ -22,14 +22,11 @@ pub struct State {
     pub clicks: Arc<Clicks>,
     pub public_url: Url,
     pub lifecycle: Lifecycle,
-    /// The OpenAPI document, rendered once at startup.
-    pub openapi: String,
 }
 
 /// Registers every route; `/{code}` comes last so fixed paths win.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/readyz", web::get().to(status::readyz))
-        .route("/openapi.json", web::get().to(openapi::document))
         .route("/api/status", web::get().to(status::status))
         .route("/api/links", web::post().to(links::create))
         .route("/api/links/{code}", web::get().to(links::show))

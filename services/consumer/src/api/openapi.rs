@@ -1,9 +1,8 @@
 //! The consumer's API as an OpenAPI 3.1 document, served at `/openapi.json`.
 
-use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
 
-use super::{State, links, status};
+use super::{links, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,10 +14,3 @@ use super::{State, links, status};
         (name = "health", description = "Probes"))
 )]
 pub struct ApiDoc;
-
-/// `GET /openapi.json`.
-pub async fn document(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(state.openapi.clone())
-}

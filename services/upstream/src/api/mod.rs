@@ -23,31 +23,27 @@ pub struct State {
     pub store: Store,
     pub lifecycle: Lifecycle,
     pub instance: String,
-    /// The OpenAPI document, rendered once at startup.
-    pub openapi: String,
 }
 
 /// Registers every route of the upstream.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/readyz", web::get().to(info::readyz))
-        .route("/openapi.json", web::get().to(openapi::document))
-        .service(
-            web::scope("/v1")
-                .wrap(from_fn(auth::require_token))
-                .route("/info", web::get().to(info::info))
-                .route("/kv", web::get().to(kv::list))
-                .service(
-                    web::resource("/kv/{key}*")
-                        .get(kv::get)
-                        .put(kv::put)
-                        .delete(kv::delete),
-                )
-                .service(
-                    web::resource("/counters/{name}*")
-                        .get(counters::get)
-                        .post(counters::increment),
-                ),
-        );
+    cfg.route("/readyz", web::get().to(info::readyz)).service(
+        web::scope("/v1")
+            .wrap(from_fn(auth::require_token))
+            .route("/info", web::get().to(info::info))
+            .route("/kv", web::get().to(kv::list))
+            .service(
+                web::resource("/kv/{key}*")
+                    .get(kv::get)
+                    .put(kv::put)
+                    .delete(kv::delete),
+            )
+            .service(
+                web::resource("/counters/{name}*")
+                    .get(counters::get)
+                    .post(counters::increment),
+            ),
+    );
 }
 
 /// The `ETag` of a version.

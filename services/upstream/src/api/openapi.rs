@@ -1,11 +1,10 @@
 //! The v1 contract as an OpenAPI 3.1 document, generated from the handlers and served at
 //! `/openapi.json`. Any backend that honours it can be attached to the consumer.
 
-use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{State, counters, info, kv};
+use super::{counters, info, kv};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,11 +30,4 @@ impl Modify for AccessToken {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
-}
-
-/// `GET /openapi.json`.
-pub async fn document(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(state.openapi.clone())
 }
