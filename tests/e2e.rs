@@ -455,7 +455,7 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
     let dir = tempfile::tempdir().unwrap();
     let upstream = spawn_upstream(dir.path(), "behind-proxy", &[]).await;
     let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
-    let through_proxy = format!("http://portbound:{TOKEN}@127.0.0.1:{}/", proxy.port);
+    let through_proxy = attach(proxy.port);
     let consumer = spawn_consumer(
         &through_proxy,
         &[
@@ -541,7 +541,7 @@ async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = spawn_upstream(dir.path(), "lossy", &[]).await;
     let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
-    let through_proxy = format!("http://portbound:{TOKEN}@127.0.0.1:{}/", proxy.port);
+    let through_proxy = attach(proxy.port);
     let consumer = spawn_consumer(&through_proxy, &[]).await;
     let client = client();
 

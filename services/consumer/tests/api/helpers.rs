@@ -113,6 +113,12 @@ impl TestConsumer {
         body["code"].as_str().unwrap().to_owned()
     }
 
+    /// `GET path`, parsed as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     pub async fn follow(&self, code: &str) -> Response {
         self.client
             .get(self.url(&format!("/{code}")))

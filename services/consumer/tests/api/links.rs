@@ -37,15 +37,7 @@ async fn a_link_is_created_followed_and_counted() {
         assert_eq!(redirect.headers()["cache-control"], "no-store");
     }
 
-    let shown: Value = consumer
-        .client
-        .get(consumer.url(&format!("/api/links/{code}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = consumer.get_json(&format!("/api/links/{code}")).await;
     assert_eq!(shown["clicks"], 3);
     assert_eq!(shown["url"], "https://example.com/page?q=1");
     eventually(
@@ -210,15 +202,7 @@ async fn status_names_the_attached_instance_without_its_secret() {
     let upstream = spawn_upstream_with_token("s3cret").await;
     let url = upstream.url.replace("http://", "http://portbound:s3cret@");
     let consumer = spawn_consumer(&url).await;
-    let status: Value = consumer
-        .client
-        .get(consumer.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = consumer.get_json("/api/status").await;
     let reported = &status["upstream"];
     assert_eq!(reported["instance"], "upstream-t");
     assert_eq!(reported["reachable"], true);
@@ -285,15 +269,7 @@ async fn the_request_id_is_forwarded_upstream() {
 async fn the_openapi_document_and_metrics_are_served() {
     let upstream = spawn_upstream().await;
     let consumer = spawn_consumer(&upstream.url).await;
-    let doc: Value = consumer
-        .client
-        .get(consumer.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = consumer.get_json("/openapi.json").await;
     for path in ["/api/links", "/{code}", "/api/links/{code}", "/api/status"] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }

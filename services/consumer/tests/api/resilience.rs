@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{
     assert_problem, closed_port, eventually, spawn_consumer_with, spawn_upstream_with,
@@ -24,15 +24,7 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
         .await
         .unwrap();
     assert_eq!(live.status(), StatusCode::OK);
-    let ready: Value = consumer
-        .client
-        .get(consumer.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = consumer.get_json("/readyz").await;
     assert_eq!(ready["status"], "degraded");
 
     let refused = consumer
@@ -59,15 +51,7 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
         },
     )
     .await;
-    let ready: Value = consumer
-        .client
-        .get(consumer.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = consumer.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
 }
 
@@ -105,15 +89,7 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
             .contains("not calling it")
     );
 
-    let status: Value = consumer
-        .client
-        .get(consumer.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = consumer.get_json("/api/status").await;
     assert_eq!(status["upstream"]["circuit"], "open");
     assert_eq!(status["upstream"]["reachable"], false);
 }
