@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""What does the composition hop cost? The consumer's redirect side by side with nginx's
+proxy_pass and the direct call, in one run, on 127.0.0.1 only.
+
+    python3 bench/hop.py                 # build, start, check, measure, write bench/results/
+    python3 bench/hop.py --rounds 7      # more rounds
+
+Three targets, all reading the same link document from the same upstream:
+  D  upstream  GET /v1/kv/links/{code}          the direct call
+  N  nginx     GET /v1/kv/links/{code}          the same through nginx (proxy_pass, keepalive pool)
+  C  consumer  GET /{code}  (302)               the hop this project is about
+
+Each target is checked once, warmed up for 1 s, then measured in rounds of
+`wrk -t1 -c32 -d4s --latency` whose target order rotates every round, and again with `-c1` for
+the latency one hop adds. Two placements: "gating", every server pinned to core 1 with one
+worker each and wrk on core 0 (stable on a 2-core machine), and "informational", unpinned with
+default workers. Each run records req/s, p50, p99, error and unexpected-status counts, and every
+server process's CPU microseconds per request (from /proc/PID/stat). The summary gives medians
+of the per-round paired ratios C/N, C/D and N/D with their min-max, checks the goals, and is
+written as bench/results/hop.json and bench/results/hop.svg.
+
+Every run is bounded in time, every process it starts is stopped, and all traffic stays on
+127.0.0.1. wrk and nginx come from Debian's packages and are installed when missing.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SEED_LINKS = 1000
+DEADLINE = 20  # seconds for a process to come up
+
+# The goals of the single-core ("gating") placement.
+GOALS = {
+    "C/N throughput ratio >= 0.75": lambda s: s["ratios"]["C/N"]["median"] >= 0.75,
+    "consumer <= 15 us CPU per redirect": lambda s: s["cpu_us"]["C"]["consumer"] <= 15,
+    "upstream <= 8 us CPU per GET": lambda s: s["cpu_us"]["D"]["upstream"] <= 8,
+    "-c1: hop adds <= 30 us at p50": lambda s: s["c1"]["hop_p50_us"] <= 30,
+    "-c1: hop adds <= 60 us at p99": lambda s: s["c1"]["hop_p99_us"] <= 60,
+    "no errors, no unexpected statuses": lambda s: s["errors"] == 0,
+}
+
+WRK_SCRIPT = """
+-- Counts responses whose status is not the one expected (the first script argument).
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) expected = tonumber(args[1]); unexpected = 0 end
+function response(status, headers, body)
+  if status ~= expected then unexpected = unexpected + 1 end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + thread:get("unexpected") end
+  io.write(string.format("unexpected statuses: %d\\n", n))
+end
+"""
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream kv {{
+        server 127.0.0.1:{upstream};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://kv;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_debian_tools():
+    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not shutil.which(tool)]
+    if not missing:
+        return
+    say(f"installing {' '.join(missing)} from Debian")
+    before = set(pids_of("nginx"))
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    # A package's postinst may start the distribution's own nginx; this script starts only its own.
+    for pid in set(pids_of("nginx")) - before:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+
+
+def pids_of(name):
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def build(profile):
+    say(f"building the services (cargo build --profile {profile})")
+    subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", profile,
+                    "-p", "upstream", "-p", "consumer"], cwd=ROOT, check=True)
+    return ROOT / "target" / profile
+
+
+def request(url, method="GET", body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=5) as response:
+            return response.status, lower(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, lower(error.headers), error.read()
+
+
+def lower(headers):
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def wait_ready(url, process):
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {process.returncode}")
+        try:
+            if request(url)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url}: not ready within {DEADLINE}s")
+
+
+class Stack:
+    """The upstream, the consumer and nginx, started for one placement and stopped after it."""
+
+    def __init__(self, binaries, pinned, workdir):
+        self.processes = []
+        self.pinned = pinned
+        self.workdir = workdir
+        self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port()}
+        self.binaries = binaries
+
+    def spawn(self, name, argv, env=None):
+        if self.pinned:
+            argv = ["taskset", "-c", "1", *argv]
+        log = open(self.workdir / f"{name}.log", "w")
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        self.processes.append((name, process))
+        return process
+
+    def start(self):
+        base = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1",
+                # The access log goes off, as nginx's does below; startup lines stay.
+                "RUST_LOG": "info,actix_web::middleware::logger=warn"}
+        if self.pinned:
+            base["WORKERS"] = "1"
+        up = self.ports["upstream"]
+        upstream = self.spawn("upstream", [str(self.binaries / "upstream")], {
+            **base, "PORT": str(up), "DATABASE_PATH": str(self.workdir / "upstream.sqlite3"),
+            "INSTANCE_NAME": "bench"})
+        wait_ready(f"http://127.0.0.1:{up}/readyz", upstream)
+        consumer = self.spawn("consumer", [str(self.binaries / "consumer")], {
+            **base, "PORT": str(self.ports["consumer"]),
+            "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
+        wait_ready(f"http://127.0.0.1:{self.ports['consumer']}/readyz", consumer)
+        nginx_dir = self.workdir / "nginx"
+        nginx_dir.mkdir(exist_ok=True)
+        conf = nginx_dir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(workers=1 if self.pinned else "auto", dir=nginx_dir,
+                                          upstream=up, port=self.ports["nginx"]))
+        nginx = self.spawn("nginx", ["nginx", "-c", str(conf), "-p", str(nginx_dir), "-e", "stderr"])
+        wait_ready(f"http://127.0.0.1:{self.ports['nginx']}/readyz", nginx)
+
+    def server_pids(self):
+        """Every process of each server (nginx: master and workers)."""
+        pids = {}
+        for name, process in self.processes:
+            group = [process.pid]
+            children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                                      text=True).stdout.split()
+            group += [int(pid) for pid in children]
+            pids[name] = group
+        return pids
+
+    def stop(self):
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for name, process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop in 10 s; killing it")
+                process.kill()
+                process.wait()
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, IndexError):
+            pass
+    return total
+
+
+def seed(stack):
+    say(f"seeding {SEED_LINKS} links through the consumer")
+    consumer = f"http://127.0.0.1:{stack.ports['consumer']}"
+    for n in range(SEED_LINKS):
+        status, _, body = request(f"{consumer}/api/links", "POST",
+                                  {"url": f"https://example.com/bench/{n}", "code": f"bench{n}"})
+        if status not in (201, 409):
+            raise SystemExit(f"seeding failed: {status} {body[:200]!r}")
+    return "bench500", "https://example.com/bench/500"
+
+
+def targets(stack, code):
+    up, ng, co = (stack.ports[k] for k in ("upstream", "nginx", "consumer"))
+    return {
+        "D": {"url": f"http://127.0.0.1:{up}/v1/kv/links/{code}", "status": 200},
+        "N": {"url": f"http://127.0.0.1:{ng}/v1/kv/links/{code}", "status": 200},
+        "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
+    }
+
+
+def check(targets_, target_url):
+    for name, target in targets_.items():
+        status, headers, body = request(target["url"])
+        if status != target["status"]:
+            raise SystemExit(f"{name}: {target['url']} answered {status}, expected {target['status']}")
+        if name == "C" and headers.get("location") != target_url:
+            raise SystemExit(f"C: Location is {headers.get('location')!r}, expected {target_url!r}")
+        if name != "C" and json.loads(body).get("url") != target_url:
+            raise SystemExit(f"{name}: the body is {body[:200]!r}")
+    say("each target checked once: D and N answer the link document, C redirects to its target")
+
+
+def duration_us(text):
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def wrk(url, expected, connections, seconds, pinned, script):
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+            url, "--", str(expected)]
+    if pinned:
+        argv = ["taskset", "-c", "0", *argv]
+    output = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx_3xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_us": duration_us(latency["50"]),
+        "p99_us": duration_us(latency["99"]),
+        "socket_errors": errors,
+        "non_2xx_3xx": int(non_2xx_3xx.group(1)) if non_2xx_3xx else 0,
+        "unexpected_statuses": int(re.search(r"unexpected statuses: (\d+)", output).group(1)),
+    }
+
+
+def measure(stack, targets_, name, connections, seconds, script):
+    pids = stack.server_pids()
+    before = {server: cpu_ticks(group) for server, group in pids.items()}
+    run = wrk(targets_[name]["url"], targets_[name]["status"], connections, seconds, stack.pinned, script)
+    after = {server: cpu_ticks(group) for server, group in pids.items()}
+    run["cpu_us_per_request"] = {
+        server: round((after[server] - before[server]) / CLOCK_TICKS * 1e6 / max(run["requests"], 1), 2)
+        for server in pids
+    }
+    run.update(target=name, connections=connections)
+    return run
+
+
+def rotate(names, r):
+    return names[r % len(names):] + names[:r % len(names)]
+
+
+def median_min_max(values):
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3)}
+
+
+def placement(binaries, pinned, rounds, c1_rounds, seconds, script):
+    label = "gating" if pinned else "informational"
+    say(f"\n== placement {label}: " + ("servers on core 1 with one worker each, wrk on core 0"
+                                      if pinned else "unpinned, default workers"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"portbound-hop-{label}-"))
+    stack = Stack(binaries, pinned, workdir)
+    try:
+        stack.start()
+        code, target_url = seed(stack)
+        targets_ = targets(stack, code)
+        check(targets_, target_url)
+        names = ["D", "N", "C"]
+        for name in names:
+            wrk(targets_[name]["url"], targets_[name]["status"], 32, 1, pinned, script)  # warm-up
+        runs, c1_runs = [], []
+        for r in range(rounds):
+            for name in rotate(names, r):
+                run = measure(stack, targets_, name, 32, seconds, script)
+                run["round"] = r
+                runs.append(run)
+                say(f"  round {r + 1} {name}: {run['rps']:>9.0f} req/s  p50 {run['p50_us']:>7.0f} us"
+                    f"  p99 {run['p99_us']:>7.0f} us  cpu us/req {run['cpu_us_per_request']}")
+        for r in range(c1_rounds):
+            for name in rotate(names, r):
+                run = measure(stack, targets_, name, 1, seconds, script)
+                run["round"] = r
+                c1_runs.append(run)
+                say(f"  -c1 round {r + 1} {name}: p50 {run['p50_us']:.0f} us  p99 {run['p99_us']:.0f} us")
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"placement": label, "runs": runs, "c1_runs": c1_runs, "summary": summarize(runs, c1_runs)}
+
+
+def summarize(runs, c1_runs):
+    by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
+    rounds = sorted({r["round"] for r in runs})
+    rps = {(r["round"], r["target"]): r["rps"] for r in runs}
+    ratios = {}
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D")):
+        ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
+    absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
+                       for key in ("rps", "p50_us", "p99_us")} for name in "DNC"}
+    cpu = {name: {server: round(statistics.median(r["cpu_us_per_request"][server] for r in by(runs, name)), 2)
+                  for server in by(runs, name)[0]["cpu_us_per_request"]} for name in "DNC"}
+    c1 = {name: {key: round(statistics.median(r[key] for r in by(c1_runs, name)), 1)
+                 for key in ("p50_us", "p99_us")} for name in "DNC"} if c1_runs else {}
+    if c1:
+        c1["hop_p50_us"] = round(c1["C"]["p50_us"] - c1["D"]["p50_us"], 1)
+        c1["hop_p99_us"] = round(c1["C"]["p99_us"] - c1["D"]["p99_us"], 1)
+        c1["nginx_hop_p50_us"] = round(c1["N"]["p50_us"] - c1["D"]["p50_us"], 1)
+        c1["nginx_hop_p99_us"] = round(c1["N"]["p99_us"] - c1["D"]["p99_us"], 1)
+    errors = sum(r["socket_errors"] + r["non_2xx_3xx"] + r["unexpected_statuses"] for r in runs + c1_runs)
+    return {"ratios": ratios, "median": absolute, "cpu_us": cpu, "c1": c1, "errors": errors}
+
+
+def report(result):
+    s = result["summary"]
+    say(f"\n== {result['placement']}: medians of {len({r['round'] for r in result['runs']})} rounds")
+    say("  target            req/s     p50 us    p99 us   CPU us/request")
+    for name, label in (("D", "D upstream"), ("N", "N nginx"), ("C", "C consumer")):
+        m = s["median"][name]
+        cpu = ", ".join(f"{k} {v}" for k, v in s["cpu_us"][name].items() if v > 0)
+        say(f"  {label:<14} {m['rps']:>9.0f} {m['p50_us']:>10.0f} {m['p99_us']:>9.0f}   {cpu}")
+    for ratio, v in s["ratios"].items():
+        say(f"  {ratio}: {v['median']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
+    if s["c1"]:
+        c1 = s["c1"]
+        say(f"  -c1 p50/p99 us: D {c1['D']['p50_us']}/{c1['D']['p99_us']}, N {c1['N']['p50_us']}/{c1['N']['p99_us']},"
+            f" C {c1['C']['p50_us']}/{c1['C']['p99_us']}; the consumer hop adds {c1['hop_p50_us']}/{c1['hop_p99_us']},"
+            f" nginx {c1['nginx_hop_p50_us']}/{c1['nginx_hop_p99_us']}")
+    say(f"  errors and unexpected statuses: {s['errors']}")
+
+
+def svg(results, meta):
+    """A bar chart of median req/s per target and placement, with the ratios."""
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f"}
+    names = {"D": "D direct", "N": "N nginx", "C": "C consumer"}
+    width, height, left, top, bottom = 720, 360, 70, 50, 60
+    peak = max(r["summary"]["median"][n]["rps"] for r in results for n in "DNC") * 1.15
+    plot_h = height - top - bottom
+    group_w = (width - left - 20) / len(results)
+    bar_w = group_w / 5
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="22" font-size="15">portbound: what the hop costs (median req/s, '
+             f'wrk -t1 -c32 -d4s)</text>',
+             f'<text x="{left}" y="40" fill="#555">{meta["date"]}, {meta["machine"]}</text>']
+    for i in range(6):
+        value = peak * i / 5
+        y = top + plot_h - plot_h * i / 5
+        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{value / 1000:.0f}k</text>')
+    for g, result in enumerate(results):
+        x0 = left + g * group_w + bar_w
+        for b, name in enumerate("DNC"):
+            rps = result["summary"]["median"][name]["rps"]
+            h = plot_h * rps / peak
+            x = x0 + b * bar_w
+            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w * 0.9:.1f}" '
+                         f'height="{h:.1f}" fill="{colors[name]}"/>')
+            parts.append(f'<text x="{x + bar_w * 0.45:.1f}" y="{top + plot_h - h - 4:.1f}" '
+                         f'text-anchor="middle">{rps / 1000:.1f}k</text>')
+        ratios = result["summary"]["ratios"]
+        parts.append(f'<text x="{x0 + 1.5 * bar_w:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+                     f'{result["placement"]}</text>')
+        parts.append(f'<text x="{x0 + 1.5 * bar_w:.1f}" y="{height - bottom + 34}" text-anchor="middle" '
+                     f'fill="#555">C/N {ratios["C/N"]["median"]:.2f}  C/D {ratios["C/D"]["median"]:.2f}  '
+                     f'N/D {ratios["N/D"]["median"]:.2f}</text>')
+    for i, name in enumerate("DNC"):
+        x = width - 330 + i * 105
+        parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{colors[name]}"/>')
+        parts.append(f'<text x="{x + 14}" y="{height - 7}">{names[name]}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of -c32 runs (default 5)")
+    parser.add_argument("--c1-rounds", type=int, default=3, help="rounds of -c1 runs (default 3)")
+    parser.add_argument("--seconds", type=int, default=4, help="length of each run (default 4)")
+    parser.add_argument("--profile", default="perf", help="cargo profile to build (default perf)")
+    parser.add_argument("--only", choices=["gating", "informational"], help="run one placement")
+    args = parser.parse_args()
+    if os.cpu_count() < 2:
+        raise SystemExit("the gating placement needs two cores (servers on core 1, wrk on core 0)")
+
+    ensure_debian_tools()
+    binaries = build(args.profile)
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(WRK_SCRIPT)
+    placements = [p for p in (True, False) if args.only in (None, "gating" if p else "informational")]
+    try:
+        results = [placement(binaries, pinned, args.rounds, args.c1_rounds, args.seconds, script)
+                   for pinned in placements]
+    finally:
+        script.unlink()
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
+        "command": "python3 bench/hop.py " + " ".join(sys.argv[1:]),
+        "profile": args.profile,
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "wrk": f"wrk -t1 -c32 -d{args.seconds}s --latency, {args.rounds} rounds; -c1, {args.c1_rounds} rounds",
+    }
+    for result in results:
+        report(result)
+    failed = 0
+    gating = next((r for r in results if r["placement"] == "gating"), None)
+    if gating:
+        say("\n== goals (gating placement)")
+        goals = {}
+        for goal, holds in GOALS.items():
+            goals[goal] = bool(holds(gating["summary"]))
+            say(f"  {'met ' if goals[goal] else 'MISS'}  {goal}")
+        gating["goals"] = goals
+        failed = gating["summary"]["errors"]
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "hop.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (RESULTS / "hop.svg").write_text(svg(results, meta))
+    say(f"\nwrote {RESULTS / 'hop.json'} and {RESULTS / 'hop.svg'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
