@@ -185,9 +185,12 @@ impl Store {
             let manager = SqliteConnectionManager::file(path)
                 .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 5000;"));
+            // No validation query on every checkout: the pool owns these connections, and one
+            // that failed would fail its own query just the same.
             let pool = r2d2::Pool::builder()
                 .max_size(READERS)
                 .min_idle(Some(1))
+                .test_on_check_out(false)
                 .connection_timeout(Duration::from_secs(5))
                 .build(manager)
                 .map_err(|e| OpenError(format!("cannot open read connections: {e}")))?;
