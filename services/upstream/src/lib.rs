@@ -63,7 +63,12 @@ impl Application {
     /// Must be called inside an async runtime.
     pub fn build(settings: Settings) -> Result<Self, ConfigError> {
         let registry = shared::metrics::Registry::new();
-        let store = Store::open(&settings.database_path, &registry).map_err(|error| {
+        let store = Store::open(
+            &settings.database_path,
+            settings.read_cache_bytes,
+            &registry,
+        )
+        .map_err(|error| {
             ConfigError::invalid(
                 "DATABASE_PATH",
                 &settings.database_path,

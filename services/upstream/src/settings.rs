@@ -9,7 +9,7 @@ use shared::server::{self, ServerSettings};
 pub const DEFAULT_PORT: u16 = 8081;
 
 /// Every variable the upstream reads (besides `CONFIG_FILE` and `RUST_LOG`).
-pub const VARIABLES: [&str; 9] = [
+pub const VARIABLES: [&str; 10] = [
     server::VARIABLES[0],
     server::VARIABLES[1],
     server::VARIABLES[2],
@@ -19,6 +19,7 @@ pub const VARIABLES: [&str; 9] = [
     "ACCESS_TOKEN",
     "INSTANCE_NAME",
     "MAX_VALUE_BYTES",
+    "READ_CACHE_BYTES",
 ];
 
 /// The upstream's settings.
@@ -37,6 +38,9 @@ pub struct Settings {
     pub instance_name: String,
     /// Largest accepted value (request body), in bytes. `MAX_VALUE_BYTES`, default 65536.
     pub max_value_bytes: usize,
+    /// Memory for the cache of values that answers most GETs without reading SQLite, in bytes.
+    /// `READ_CACHE_BYTES`, default 67108864 (64 MiB); 0 turns the cache off.
+    pub read_cache_bytes: u64,
 }
 
 impl Settings {
@@ -80,6 +84,12 @@ impl Settings {
                     _ => Err(()),
                 },
             )?,
+            read_cache_bytes: layers.parse(
+                "READ_CACHE_BYTES",
+                "67108864",
+                "a size in bytes (0 turns the cache off)",
+                str::parse,
+            )?,
         })
     }
 
@@ -91,6 +101,7 @@ impl Settings {
             access_token: None,
             instance_name: "upstream".to_owned(),
             max_value_bytes: 65536,
+            read_cache_bytes: 1 << 20,
         }
     }
 }
@@ -136,6 +147,7 @@ mod tests {
         assert_eq!(settings.access_token, None);
         assert_eq!(settings.instance_name, "upstream");
         assert_eq!(settings.max_value_bytes, 65536);
+        assert_eq!(settings.read_cache_bytes, 64 << 20);
     }
 
     #[test]

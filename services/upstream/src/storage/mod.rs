@@ -7,9 +7,13 @@
 //!   run alongside the writer. An in-memory database (`:memory:`) has only the writer's
 //!   connection, so there reads queue behind writes.
 //!
+//! - A bounded [`cache`] of values answers most GETs from memory; the writer alone keeps it in
+//!   step with what is committed.
+//!
 //! Nothing here blocks an async executor thread. Versions are one database-wide sequence, so a
 //! key that is deleted and created again never reuses an `ETag` a client may still hold.
 
+mod cache;
 mod writer;
 
 use std::path::Path;
@@ -22,6 +26,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::key::Key;
+use bytes::Bytes;
+use cache::{Known, ReadCache};
 use writer::{Writer, WriterContext};
 
 /// How long an `Idempotency-Key` is remembered.
@@ -75,10 +81,10 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// A stored value and its version.
+/// A stored value (JSON text) and its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub value: String,
+    pub value: Bytes,
     pub version: i64,
 }
 
@@ -151,6 +157,7 @@ pub struct Page {
 pub struct Store {
     writer: Writer,
     readers: Option<r2d2::Pool<SqliteConnectionManager>>,
+    cache: ReadCache,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -161,8 +168,9 @@ pub struct OpenError(String);
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `:memory:`,
-    /// and registers the storage metrics in `registry`.
-    pub fn open(path: &str, registry: &Registry) -> Result<Store, OpenError> {
+    /// with a read cache of `cache_bytes` (0: none), and registers the storage metrics in
+    /// `registry`.
+    pub fn open(path: &str, cache_bytes: u64, registry: &Registry) -> Result<Store, OpenError> {
         let conn = if path == ":memory:" {
             Connection::open_in_memory()
         } else {
@@ -209,14 +217,18 @@ impl Store {
             .register(Box::new(batch_sizes.clone()))
             .map_err(|e| OpenError(e.to_string()))?;
 
+        let cache = ReadCache::new(cache_bytes, registry).map_err(|e| OpenError(e.to_string()))?;
         let context = WriterContext {
             batch_sizes,
             prune: prune_idempotency_keys,
+            cache: cache.clone(),
+            load: load_known,
         };
         let (writer, thread) = Writer::start(conn, context);
         Ok(Store {
             writer,
             readers,
+            cache,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
@@ -237,7 +249,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let Some(pool) = &self.readers else {
-            return self.writer.run(f).await;
+            return self.writer.run(|conn, _| f(conn)).await;
         };
         let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
@@ -254,21 +266,23 @@ impl Store {
             .await
     }
 
+    /// The value at `key`: from the cache when it knows, otherwise from SQLite (and then the
+    /// writer is asked to cache it).
     pub async fn get(&self, key: Key) -> Result<Option<Entry>, StoreError> {
-        self.read(move |conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT value, version FROM kv WHERE key = ?1")?;
-            let entry = statement
-                .query_row([key.as_str()], |row| {
-                    Ok(Entry {
-                        value: row.get(0)?,
-                        version: row.get(1)?,
-                    })
-                })
-                .optional()?;
-            Ok(entry)
-        })
-        .await
+        if let Some(known) = self.cache.get(key.as_str()) {
+            return Ok(known);
+        }
+        let name = key.as_str().to_owned();
+        let entry = self.read(move |conn| Ok(load_known(conn, &name)?)).await?;
+        if self.cache.is_enabled() {
+            self.writer.load(key.to_string());
+        }
+        Ok(entry)
+    }
+
+    /// Whether the read cache holds `key` (for tests and diagnostics).
+    pub fn is_cached(&self, key: &str) -> bool {
+        self.cache.contains(key)
     }
 
     /// Stores `value` (already checked to be JSON) under `key` if `precondition` holds.
@@ -279,7 +293,7 @@ impl Store {
         precondition: Precondition,
     ) -> Result<Put, StoreError> {
         self.writer
-            .run(move |conn| {
+            .run(move |conn, effects| {
                 let current = current_version(conn, &key)?;
                 if !precondition.holds(current) {
                     return Ok(Put::PreconditionFailed);
@@ -291,6 +305,8 @@ impl Store {
                                                      version = excluded.version",
                 )?
                 .execute(params![key.as_str(), value, version])?;
+                let value = Bytes::from(value);
+                effects.push((key.to_string(), Some(Entry { value, version })));
                 Ok(match current {
                     None => Put::Created { version },
                     Some(_) => Put::Replaced { version },
@@ -301,7 +317,7 @@ impl Store {
 
     pub async fn delete(&self, key: Key, precondition: Precondition) -> Result<Delete, StoreError> {
         self.writer
-            .run(move |conn| {
+            .run(move |conn, effects| {
                 let current = current_version(conn, &key)?;
                 if !precondition.holds(current) {
                     return Ok(Delete::PreconditionFailed);
@@ -311,6 +327,7 @@ impl Store {
                 }
                 conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([key.as_str()])?;
+                effects.push((key.to_string(), None));
                 Ok(Delete::Deleted)
             })
             .await
@@ -362,7 +379,7 @@ impl Store {
         idempotency_key: Option<String>,
     ) -> Result<Increment, StoreError> {
         self.writer
-            .run(move |conn| {
+            .run(move |conn, _| {
                 if let Some(key) = &idempotency_key {
                     let earlier: Option<(i64, i64)> = conn
                         .prepare_cached(
@@ -434,6 +451,18 @@ fn prepare(conn: &Connection) -> Result<(), OpenError> {
         .map_err(sqlite)
 }
 
+/// The committed state of `key`.
+fn load_known(conn: &Connection, key: &str) -> rusqlite::Result<Known> {
+    conn.prepare_cached("SELECT value, version FROM kv WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok(Entry {
+                value: Bytes::from(row.get::<_, String>(0)?),
+                version: row.get(1)?,
+            })
+        })
+        .optional()
+}
+
 fn current_version(conn: &Connection, key: &Key) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT version FROM kv WHERE key = ?1")?
         .query_row([key.as_str()], |row| row.get(0))
@@ -475,7 +504,7 @@ mod tests {
     }
 
     fn memory() -> Store {
-        Store::open(":memory:", &Registry::new()).unwrap()
+        Store::open(":memory:", 1 << 20, &Registry::new()).unwrap()
     }
 
     #[tokio::test]
@@ -581,12 +610,13 @@ mod tests {
     async fn a_file_database_uses_wal_and_full_sync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/db.sqlite3");
-        let store = Store::open(path.to_str().unwrap(), &Registry::new()).unwrap();
+        let store = Store::open(path.to_str().unwrap(), 1 << 20, &Registry::new()).unwrap();
         store
             .put(key("a"), "true".into(), Precondition::None)
             .await
             .unwrap();
         assert_eq!(store.get(key("a")).await.unwrap().unwrap().value, "true");
+        assert!(store.is_cached("a"), "a written key is cached");
         store.close().await;
         let conn = Connection::open(&path).unwrap();
         let mode: String = conn
@@ -595,12 +625,95 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    /// Polls `probe` (a cache load is asynchronous) for up to two seconds.
+    async fn eventually(mut probe: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !probe() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn every_write_is_read_back_at_once_through_the_cache() {
+        let store = memory();
+        for n in 0..200 {
+            let value = format!("{{\"n\":{n}}}");
+            let (Put::Created { version } | Put::Replaced { version }) = store
+                .put(key("hot"), value.clone(), Precondition::None)
+                .await
+                .unwrap()
+            else {
+                panic!("not written")
+            };
+            let read = store.get(key("hot")).await.unwrap().unwrap();
+            assert_eq!((read.value, read.version), (Bytes::from(value), version));
+        }
+        store.delete(key("hot"), Precondition::None).await.unwrap();
+        assert_eq!(store.get(key("hot")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_key_written_before_startup_is_loaded_then_kept_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let path = path.to_str().unwrap();
+        let first = Store::open(path, 0, &Registry::new()).unwrap();
+        first
+            .put(key("cold"), "1".into(), Precondition::None)
+            .await
+            .unwrap();
+        first.close().await;
+
+        let store = Store::open(path, 1 << 20, &Registry::new()).unwrap();
+        assert!(!store.is_cached("cold"));
+        assert_eq!(store.get(key("cold")).await.unwrap().unwrap().value, "1");
+        assert!(
+            eventually(|| store.is_cached("cold")).await,
+            "a missed key is loaded"
+        );
+
+        store
+            .put(key("cold"), "2".into(), Precondition::None)
+            .await
+            .unwrap();
+        assert_eq!(store.get(key("cold")).await.unwrap().unwrap().value, "2");
+        store.delete(key("cold"), Precondition::None).await.unwrap();
+        assert_eq!(store.get(key("cold")).await.unwrap(), None);
+        // An unknown key is remembered as absent, and creating it replaces that.
+        assert_eq!(store.get(key("never")).await.unwrap(), None);
+        assert!(eventually(|| store.is_cached("never")).await);
+        store
+            .put(key("never"), "3".into(), Precondition::Absent)
+            .await
+            .unwrap();
+        assert_eq!(store.get(key("never")).await.unwrap().unwrap().value, "3");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_cache_reads_go_to_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+        store
+            .put(key("k"), "1".into(), Precondition::None)
+            .await
+            .unwrap();
+        assert_eq!(store.get(key("k")).await.unwrap().unwrap().value, "1");
+        assert!(!store.is_cached("k"));
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn a_path_that_is_not_a_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("text");
         std::fs::write(&path, "this is not sqlite, not at all, no header here").unwrap();
-        assert!(Store::open(path.to_str().unwrap(), &Registry::new()).is_err());
-        assert!(Store::open(dir.path().to_str().unwrap(), &Registry::new()).is_err());
+        assert!(Store::open(path.to_str().unwrap(), 0, &Registry::new()).is_err());
+        assert!(Store::open(dir.path().to_str().unwrap(), 0, &Registry::new()).is_err());
     }
 }

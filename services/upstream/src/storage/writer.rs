@@ -6,6 +6,10 @@
 //! once, and only then answers each job. A job that fails rolls back its own savepoint and no
 //! one else's; a failed commit fails every job of the batch. No caller hears "done" before its
 //! change is on disk.
+//!
+//! The writer is also the only one to change the [read cache](super::cache): after a commit it
+//! records what the batch wrote, before answering, and it loads keys that readers missed, in
+//! its own order, so the cache never holds anything older than what is committed.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,6 +19,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::cache::{Known, ReadCache};
+
+/// What a job changed, for the read cache: each key and its new state.
+pub(super) type Effects = Vec<(String, Known)>;
 
 /// The most jobs one commit carries.
 pub const MAX_BATCH: usize = 256;
@@ -29,7 +37,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 trait Job: Send {
     /// Runs inside the batch's transaction; returns how to answer once the commit's outcome is
     /// known.
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>) -> Completion;
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> Completion;
     /// Answers without having run, when the batch could not even begin.
     fn refuse(self: Box<Self>, error: StoreError);
 }
@@ -45,16 +53,19 @@ struct Pending<F, T> {
 impl<F, T> Job for Pending<F, T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>) -> Completion {
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> Completion {
         let Pending { work, reply } = *self;
         let outcome = tx
             .savepoint()
             .map_err(StoreError::from)
             .and_then(|savepoint| {
-                let outcome = work(&savepoint)?;
+                let mut own = Effects::new();
+                let outcome = work(&savepoint, &mut own)?;
                 savepoint.commit()?;
+                // Only a job whose changes are kept reports them.
+                effects.append(&mut own);
                 Ok(outcome)
             });
         Box::new(move |committed: Result<(), StoreError>| {
@@ -69,6 +80,8 @@ where
 
 enum Message {
     Job(Box<dyn Job>),
+    /// A reader missed this key: cache its committed state.
+    Load(String),
     Close,
 }
 
@@ -82,6 +95,8 @@ pub(super) struct Writer {
 pub(super) struct WriterContext {
     pub batch_sizes: Histogram,
     pub prune: fn(&Connection) -> rusqlite::Result<usize>,
+    pub cache: ReadCache,
+    pub load: fn(&Connection, &str) -> rusqlite::Result<Known>,
 }
 
 impl Writer {
@@ -95,11 +110,12 @@ impl Writer {
         (Writer { queue }, thread)
     }
 
-    /// Runs `f` in its own savepoint and answers once the transaction holding it has committed.
+    /// Runs `f` in its own savepoint and answers once the transaction holding it has committed
+    /// (and the cache holds what `f` reported in its effects).
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending { work: f, reply });
@@ -108,6 +124,11 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the thread to cache `key`; dropped when the queue is full, as it is only a hint.
+    pub fn load(&self, key: String) {
+        let _ = self.queue.try_send(Message::Load(key));
     }
 
     /// Asks the thread to finish the jobs already queued and stop.
@@ -119,6 +140,7 @@ impl Writer {
 fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: WriterContext) {
     let mut last_prune = Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut loads = Vec::new();
     let mut closing = false;
     while !closing {
         let Some(first) = queue.blocking_recv() else {
@@ -127,6 +149,7 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: Writer
         for message in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
             match message {
                 Message::Job(job) => batch.push(job),
+                Message::Load(key) => loads.push(key),
                 Message::Close => {
                     closing = true;
                     break;
@@ -136,15 +159,29 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: Writer
                 break;
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            context.batch_sizes.observe(batch.len() as f64);
+            let prune = last_prune.elapsed() >= PRUNE_EVERY;
+            if prune {
+                last_prune = Instant::now();
+            }
+            commit_batch(
+                &mut conn,
+                batch.drain(..),
+                prune.then_some(context.prune),
+                &context.cache,
+            );
         }
-        context.batch_sizes.observe(batch.len() as f64);
-        let prune = last_prune.elapsed() >= PRUNE_EVERY;
-        if prune {
-            last_prune = Instant::now();
+        // After the batch: a load sees every write committed before it.
+        for key in loads.drain(..) {
+            if context.cache.contains(&key) {
+                continue;
+            }
+            match (context.load)(&conn, &key) {
+                Ok(known) => context.cache.record(key, known),
+                Err(error) => log::warn!("storage: loading {key:?} into the cache failed: {error}"),
+            }
         }
-        commit_batch(&mut conn, batch.drain(..), prune.then_some(context.prune));
     }
     if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         log::warn!("storage: final checkpoint failed: {error}");
@@ -156,6 +193,7 @@ fn commit_batch(
     conn: &mut Connection,
     jobs: impl Iterator<Item = Box<dyn Job>>,
     prune: Option<fn(&Connection) -> rusqlite::Result<usize>>,
+    cache: &ReadCache,
 ) {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -166,7 +204,8 @@ fn commit_batch(
             return;
         }
     };
-    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut tx)).collect();
+    let mut effects = Effects::new();
+    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut tx, &mut effects)).collect();
     if let Some(prune) = prune {
         match prune(&tx) {
             Ok(0) => {}
@@ -181,6 +220,12 @@ fn commit_batch(
         );
         StoreError::from(error)
     });
+    if committed.is_ok() {
+        // Before anyone is answered, so that a client reads its own writes.
+        for (key, known) in effects {
+            cache.record(key, known);
+        }
+    }
     for complete in completions {
         complete(committed.clone());
     }
