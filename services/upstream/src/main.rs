@@ -1,4 +1,9 @@
-//! The `upstream` binary: `upstream` serves; `upstream healthcheck` probes a running instance.
+//! The `upstream` binary: `upstream healthcheck` probes a running instance; otherwise it serves.
+
+// Request handling allocates many small, short-lived buffers; mimalloc serves them with less work
+// than the system allocator (bench/hop.py: about 10% less CPU per request).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
