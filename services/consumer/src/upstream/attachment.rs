@@ -9,7 +9,10 @@
 
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
+use reqwest::header::HeaderValue;
 use url::Url;
 
 /// A parsed `UPSTREAM_URL`.
@@ -17,6 +20,8 @@ use url::Url;
 pub struct Attachment {
     base: Url,
     credentials: Option<Credentials>,
+    /// The credentials as an `Authorization` header, built once.
+    authorization: Option<HeaderValue>,
 }
 
 /// How the consumer proves itself to the upstream.
@@ -32,6 +37,22 @@ pub enum Credentials {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not an http(s) URL with a host and no query or fragment")]
 pub struct NotAttachable;
+
+impl Credentials {
+    /// The `Authorization` header carrying these credentials, marked sensitive so that HTTP
+    /// libraries never log it; refused when a token has bytes a header cannot carry.
+    fn header(&self) -> Result<HeaderValue, NotAttachable> {
+        let text = match self {
+            Credentials::Basic { user, password } => {
+                format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+            }
+            Credentials::Bearer(token) => format!("Bearer {token}"),
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| NotAttachable)?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,9 +97,11 @@ impl Attachment {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
+        let authorization = credentials.as_ref().map(Credentials::header).transpose()?;
         Ok(Attachment {
             base: url,
             credentials,
+            authorization,
         })
     }
 
@@ -91,6 +114,11 @@ impl Attachment {
 
     pub fn credentials(&self) -> Option<&Credentials> {
         self.credentials.as_ref()
+    }
+
+    /// The `Authorization` header every request to the upstream carries, if any.
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// The URL as configured, with the secret shown as `***`.
@@ -179,6 +207,18 @@ mod tests {
             Some(&Credentials::Bearer("t0ken".into()))
         );
         assert_eq!(bearer.redacted(), "http://***@up/");
+    }
+
+    #[test]
+    fn credentials_become_an_authorization_header() {
+        let basic = Attachment::parse("http://portbound:s3cret@up/").unwrap();
+        let header = basic.authorization().unwrap();
+        assert_eq!(header, "Basic cG9ydGJvdW5kOnMzY3JldA==");
+        assert!(header.is_sensitive());
+        let bearer = Attachment::parse("http://t0ken@up/").unwrap();
+        assert_eq!(bearer.authorization().unwrap(), "Bearer t0ken");
+        // A token that decodes to a byte no header can carry is refused at startup.
+        assert!(Attachment::parse("http://t%0Aken@up/").is_err());
     }
 
     #[test]

@@ -302,13 +302,9 @@ impl Upstream {
                 .http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
-            request = match self.attachment.credentials() {
-                Some(Credentials::Basic { user, password }) => {
-                    request.basic_auth(user, Some(password))
-                }
-                Some(Credentials::Bearer(token)) => request.bearer_auth(token),
-                None => request,
-            };
+            if let Some(authorization) = self.attachment.authorization() {
+                request = request.header(header::AUTHORIZATION, authorization.clone());
+            }
             if let Some(id) = shared::request_id::current() {
                 request = request.header("x-request-id", id.as_str());
             }
