@@ -26,6 +26,7 @@ Every run is bounded in time, every process it starts is stopped, and all traffi
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -408,12 +409,20 @@ def report(result):
     say(f"  errors and unexpected statuses: {s['errors']}")
 
 
+def nice_step(rough):
+    """The smallest of 1, 2 or 5 times a power of ten that is at least `rough`."""
+    power = 10 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+
+
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
     colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f"}
     names = {"D": "D direct", "N": "N nginx", "C": "C consumer"}
     width, height, left, top, bottom = 720, 360, 70, 50, 60
-    peak = max(r["summary"]["median"][n]["rps"] for r in results for n in "DNC") * 1.15
+    highest = max(r["summary"]["median"][n]["rps"] for r in results for n in "DNC") * 1.1
+    step = nice_step(highest / 5)
+    peak = step * math.ceil(highest / step)
     plot_h = height - top - bottom
     group_w = (width - left - 20) / len(results)
     bar_w = group_w / 5
@@ -423,9 +432,10 @@ def svg(results, meta):
              f'<text x="{left}" y="22" font-size="15">portbound: what the hop costs (median req/s, '
              f'wrk -t1 -c32 -d4s)</text>',
              f'<text x="{left}" y="40" fill="#555">{meta["date"]}, {meta["machine"]}</text>']
-    for i in range(6):
-        value = peak * i / 5
-        y = top + plot_h - plot_h * i / 5
+    ticks = round(peak / step)
+    for i in range(ticks + 1):
+        value = step * i
+        y = top + plot_h - plot_h * i / ticks
         parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{value / 1000:.0f}k</text>')
     for g, result in enumerate(results):
@@ -459,7 +469,13 @@ def main():
     parser.add_argument("--seconds", type=int, default=4, help="length of each run (default 4)")
     parser.add_argument("--profile", default="perf", help="cargo profile to build (default perf)")
     parser.add_argument("--only", choices=["gating", "informational"], help="run one placement")
+    parser.add_argument("--chart-only", action="store_true",
+                        help="redraw bench/results/hop.svg from hop.json without measuring")
     args = parser.parse_args()
+    if args.chart_only:
+        saved = json.loads((RESULTS / "hop.json").read_text())
+        (RESULTS / "hop.svg").write_text(svg(saved["results"], saved["meta"]))
+        return 0
     if os.cpu_count() < 2:
         raise SystemExit("the gating placement needs two cores (servers on core 1, wrk on core 0)")
 
