@@ -445,6 +445,17 @@ async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowle
     }
 }
 
+/// A consumer (configured by `env`) attached to an upstream through a [`FaultProxy`].
+async fn behind_a_proxy(
+    env: &[(&str, &str)],
+) -> (FaultProxy, Service, (Service, tempfile::TempDir)) {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "behind-proxy", &[]).await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
+    let consumer = spawn_consumer(&attach(proxy.port), env).await;
+    (proxy, consumer, (upstream, dir))
+}
+
 #[tokio::test]
 async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() {
     if skipped_on_external_stack(
@@ -452,19 +463,12 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = spawn_upstream(dir.path(), "behind-proxy", &[]).await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
-    let through_proxy = attach(proxy.port);
-    let consumer = spawn_consumer(
-        &through_proxy,
-        &[
-            ("UPSTREAM_CONNECT_TIMEOUT", "300ms"),
-            ("UPSTREAM_TIMEOUT", "600ms"),
-            ("CIRCUIT_FAILURES", "3"),
-            ("CIRCUIT_COOLDOWN", "1s"),
-        ],
-    )
+    let (proxy, consumer, _upstream) = behind_a_proxy(&[
+        ("UPSTREAM_CONNECT_TIMEOUT", "300ms"),
+        ("UPSTREAM_TIMEOUT", "600ms"),
+        ("CIRCUIT_FAILURES", "3"),
+        ("CIRCUIT_COOLDOWN", "1s"),
+    ])
     .await;
     let client = client();
     let code = shorten_ok(&client, &consumer.url, "https://example.com/proxied").await;
@@ -476,12 +480,12 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
     };
 
     // Latency beyond the deadline: 504 at the deadline, not later.
-    proxy.set(Fault::Latency(Duration::from_secs(2)));
+    proxy.set(Fault::Latency(Duration::from_secs(5)));
     let started = Instant::now();
     assert_problem(follow().await.unwrap(), StatusCode::GATEWAY_TIMEOUT).await;
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
         "took {took:?}"
     );
 
@@ -492,7 +496,7 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
     let started = Instant::now();
     let fast = follow().await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_millis(500),
         "took {:?}",
         started.elapsed()
     );
@@ -538,11 +542,7 @@ async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = spawn_upstream(dir.path(), "lossy", &[]).await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
-    let through_proxy = attach(proxy.port);
-    let consumer = spawn_consumer(&through_proxy, &[]).await;
+    let (proxy, consumer, _upstream) = behind_a_proxy(&[]).await;
     let client = client();
 
     proxy.set(Fault::LoseNextAnswer);

@@ -74,16 +74,21 @@ struct Raw {
 }
 
 impl Layers {
-    /// Merges `CONFIG_FILE` and the process environment for the variables in `names`.
-    pub fn load(names: &[&str]) -> Result<Self, ConfigError> {
-        Self::from_vars(names, std::env::vars())
+    /// Merges `CONFIG_FILE` and the process environment for the variables named in `groups`
+    /// (for example the server's and the service's own).
+    pub fn load(groups: &[&[&str]]) -> Result<Self, ConfigError> {
+        Self::from_vars(groups, std::env::vars())
     }
 
     /// Like [`Layers::load`], with the environment given; tests use it to stay isolated.
     pub fn from_vars(
-        names: &[&str],
+        groups: &[&[&str]],
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let names: Vec<&str> = groups
+            .iter()
+            .flat_map(|group| group.iter().copied())
+            .collect();
         let known: HashSet<&str> = names.iter().copied().collect();
         let mut env = Map::new();
         let mut file = None;
@@ -112,7 +117,7 @@ impl Layers {
             })?;
 
         let layers = Layers { values, file };
-        layers.refuse_unknown_keys(names)?;
+        layers.refuse_unknown_keys(&names)?;
         Ok(layers)
     }
 
@@ -228,7 +233,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let layers = Layers::from_vars(NAMES, vars(&[])).unwrap();
+        let layers = Layers::from_vars(&[NAMES], vars(&[])).unwrap();
         assert_eq!(port(&layers), Ok(8081));
     }
 
@@ -239,16 +244,16 @@ mod tests {
         std::fs::write(&path, "port = 9000\ntimeout = \"3s\"\n").unwrap();
         let file = path.to_str().unwrap();
 
-        let from_file = Layers::from_vars(NAMES, vars(&[("CONFIG_FILE", file)])).unwrap();
+        let from_file = Layers::from_vars(&[NAMES], vars(&[("CONFIG_FILE", file)])).unwrap();
         assert_eq!(port(&from_file), Ok(9000));
 
-        let both = Layers::from_vars(NAMES, vars(&[("CONFIG_FILE", file), ("PORT", "9001")]));
+        let both = Layers::from_vars(&[NAMES], vars(&[("CONFIG_FILE", file), ("PORT", "9001")]));
         assert_eq!(port(&both.unwrap()), Ok(9001));
     }
 
     #[test]
     fn a_bad_value_names_the_variable_the_value_and_what_is_expected() {
-        let layers = Layers::from_vars(NAMES, vars(&[("PORT", "80x")])).unwrap();
+        let layers = Layers::from_vars(&[NAMES], vars(&[("PORT", "80x")])).unwrap();
         let error = port(&layers).unwrap_err().to_string();
         assert_eq!(
             error,
@@ -262,7 +267,7 @@ mod tests {
         let path = dir.path().join("settings.toml");
         std::fs::write(&path, "timeout = \"soon\"\n").unwrap();
         let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
-        let layers = Layers::from_vars(NAMES, env).unwrap();
+        let layers = Layers::from_vars(&[NAMES], env).unwrap();
         let error = layers
             .parse("TIMEOUT", "2s", DURATION_EXPECTED, duration)
             .unwrap_err()
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_bad_default_is_reported_as_the_default() {
-        let layers = Layers::from_vars(NAMES, vars(&[])).unwrap();
+        let layers = Layers::from_vars(&[NAMES], vars(&[])).unwrap();
         let error = layers.parse("PORT", "x", "a port", str::parse::<u16>);
         assert_eq!(
             error.unwrap_err().to_string(),
@@ -283,7 +288,7 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_errors() {
-        let layers = Layers::from_vars(NAMES, vars(&[("TOKEN", "hunter2 x")])).unwrap();
+        let layers = Layers::from_vars(&[NAMES], vars(&[("TOKEN", "hunter2 x")])).unwrap();
         let error = layers
             .parse_secret("TOKEN", "a token without spaces", |text: &str| {
                 if text.contains(' ') { Err(()) } else { Ok(()) }
@@ -296,7 +301,7 @@ mod tests {
 
     #[test]
     fn empty_variables_count_as_unset() {
-        let layers = Layers::from_vars(NAMES, vars(&[("PORT", "")])).unwrap();
+        let layers = Layers::from_vars(&[NAMES], vars(&[("PORT", "")])).unwrap();
         assert_eq!(port(&layers), Ok(8081));
         assert_eq!(
             layers.parse_optional("TOKEN", "", |t| t.parse::<u8>()),
@@ -310,14 +315,14 @@ mod tests {
         let path = dir.path().join("settings.toml");
         std::fs::write(&path, "prot = 1\n").unwrap();
         let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
-        let error = Layers::from_vars(NAMES, env).unwrap_err().to_string();
+        let error = Layers::from_vars(&[NAMES], env).unwrap_err().to_string();
         assert!(error.contains("unknown setting `prot`"), "{error}");
     }
 
     #[test]
     fn a_missing_file_is_refused_by_name() {
         let env = vars(&[("CONFIG_FILE", "/nonexistent/portbound.toml")]);
-        let error = Layers::from_vars(NAMES, env).unwrap_err().to_string();
+        let error = Layers::from_vars(&[NAMES], env).unwrap_err().to_string();
         assert!(
             error.starts_with(
                 r#"CONFIG_FILE="/nonexistent/portbound.toml": expected a readable TOML file"#
@@ -328,7 +333,8 @@ mod tests {
 
     #[test]
     fn unrelated_environment_variables_are_ignored() {
-        let layers = Layers::from_vars(NAMES, vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
+        let layers =
+            Layers::from_vars(&[NAMES], vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
         assert_eq!(port(&layers), Ok(1));
     }
 

@@ -20,7 +20,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the subcommand for a service whose default port is `default_port`.
 pub fn main(default_port: u16) -> ExitCode {
-    let outcome = Layers::load(&server::VARIABLES)
+    let outcome = Layers::load(&[&server::VARIABLES])
         .and_then(|layers| ServerSettings::from_layers(&layers, default_port))
         .map_err(|error| format!("invalid configuration: {error}"))
         .and_then(|settings| {

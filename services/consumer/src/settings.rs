@@ -11,13 +11,9 @@ use crate::upstream::Attachment;
 /// The port the consumer binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// Every variable the consumer reads (besides `CONFIG_FILE` and `RUST_LOG`).
-pub const VARIABLES: [&str; 14] = [
-    server::VARIABLES[0],
-    server::VARIABLES[1],
-    server::VARIABLES[2],
-    server::VARIABLES[3],
-    server::VARIABLES[4],
+/// The consumer's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
+/// and `RUST_LOG`.
+pub const VARIABLES: [&str; 9] = [
     "UPSTREAM_URL",
     "UPSTREAM_CONNECT_TIMEOUT",
     "UPSTREAM_TIMEOUT",
@@ -64,7 +60,7 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_layers(&Layers::load(&VARIABLES)?)
+        Self::from_layers(&Layers::load(&[&server::VARIABLES, &VARIABLES])?)
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
@@ -142,7 +138,7 @@ impl Settings {
     /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
     pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
         let layers = Layers::from_vars(
-            &VARIABLES,
+            &[&server::VARIABLES, &VARIABLES],
             [("UPSTREAM_URL".to_owned(), upstream_url.to_owned())],
         )?;
         let mut settings = Self::from_layers(&layers)?;
@@ -175,7 +171,7 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_layers(&Layers::from_vars(&VARIABLES, vars)?)
+        Settings::from_layers(&Layers::from_vars(&[&server::VARIABLES, &VARIABLES], vars)?)
     }
 
     #[test]

@@ -8,13 +8,9 @@ use shared::server::{self, ServerSettings};
 /// The port the upstream binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8081;
 
-/// Every variable the upstream reads (besides `CONFIG_FILE` and `RUST_LOG`).
-pub const VARIABLES: [&str; 10] = [
-    server::VARIABLES[0],
-    server::VARIABLES[1],
-    server::VARIABLES[2],
-    server::VARIABLES[3],
-    server::VARIABLES[4],
+/// The upstream's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
+/// and `RUST_LOG`.
+pub const VARIABLES: [&str; 5] = [
     "DATABASE_PATH",
     "ACCESS_TOKEN",
     "INSTANCE_NAME",
@@ -46,7 +42,7 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_layers(&Layers::load(&VARIABLES)?)
+        Self::from_layers(&Layers::load(&[&server::VARIABLES, &VARIABLES])?)
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
@@ -135,7 +131,7 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_layers(&Layers::from_vars(&VARIABLES, vars)?)
+        Settings::from_layers(&Layers::from_vars(&[&server::VARIABLES, &VARIABLES], vars)?)
     }
 
     #[test]

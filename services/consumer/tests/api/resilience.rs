@@ -71,7 +71,7 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
     let started = Instant::now();
     let fast = consumer.follow("abc").await;
     assert!(
-        started.elapsed() < Duration::from_millis(100),
+        started.elapsed() < Duration::from_millis(500),
         "took {:?}",
         started.elapsed()
     );
