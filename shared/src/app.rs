@@ -3,13 +3,14 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
 use actix_web_prom::PrometheusMetrics;
 
 use crate::{logging, problem, request_id};
 
-/// An app with, from the outside in: the access log, request ids, metrics and problem bodies
+/// An app with, from the outside in: the access log (when `RUST_LOG` lets its lines through),
+/// request ids, metrics and problem bodies
 /// for every error; extractor errors as problems (bodies up to `body_limit` bytes); `/livez`;
 /// `openapi` (the service's rendered OpenAPI document) at `/openapi.json`; and a 404 problem for
 /// unknown paths. The service adds its own routes and `/readyz`.
@@ -44,5 +45,8 @@ pub fn base(
         .wrap(problem::error_bodies())
         .wrap(metrics)
         .wrap(from_fn(request_id::middleware))
-        .wrap(logging::access_log())
+        .wrap(Condition::new(
+            logging::access_log_enabled(),
+            logging::access_log(),
+        ))
 }

@@ -9,6 +9,17 @@ pub fn init() {
         .init();
 }
 
+/// The target the access log writes under; `RUST_LOG=info,actix_web::middleware::logger=warn`
+/// turns it off.
+pub const ACCESS_LOG_TARGET: &str = "actix_web::middleware::logger";
+
+/// Whether the access log's lines would be written. Checked once when the app is built: actix's
+/// logger renders parts of every line before the log level is consulted, so when its lines are
+/// filtered out it is better not installed at all.
+pub fn access_log_enabled() -> bool {
+    log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
+}
+
 /// The access log: one line per request with its status, size, duration and request id.
 /// Health probes are left out; an orchestrator polls them every few seconds.
 pub fn access_log() -> actix_web::middleware::Logger {
