@@ -9,8 +9,9 @@
 //! - [`app`]: the middleware stack and fallbacks every app starts from.
 //! - [`config`]: layered settings (code defaults → `CONFIG_FILE` → environment) and the
 //!   one-line [`config::ConfigError`] a bad value stops the process with (exit status 2).
-//! - [`server`]: `HOST`/`PORT`/`WORKERS`/`SHUTDOWN_TIMEOUT`, binding the listener (port 0
-//!   allowed), running the server until SIGTERM/SIGINT with a bounded drain.
+//! - [`server`]: `HOST`/`PORT`/`WORKERS`/`SHUTDOWN_DELAY`/`SHUTDOWN_TIMEOUT`, binding the
+//!   listener (port 0 allowed), running the server until SIGTERM/SIGINT with a bounded drain,
+//!   and the `main` both binaries share.
 //! - [`health`]: the [`health::Lifecycle`] that turns readiness off while draining, and the
 //!   `/livez` handler.
 //! - [`healthcheck`]: the `healthcheck` subcommand images use as their `HEALTHCHECK`.

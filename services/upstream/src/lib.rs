@@ -13,7 +13,8 @@
 //!
 //! - [`settings`]: the variables it reads, validated at startup.
 //! - [`key`]: what a key (or counter name) may be.
-//! - [`storage`]: SQLite in WAL mode behind one group-committing writer thread and a read pool.
+//! - [`storage`]: SQLite in WAL mode behind one group-committing writer thread, a read pool and
+//!   a read cache the writer keeps in step.
 //! - `api`: the HTTP routes — `/v1/kv`, `/v1/counters`, `/v1/info`, `/readyz`,
 //!   `/openapi.json` — with the access-token guard and the error type.
 //! - [`Application`] (here): builds the store and the server, binds, runs until stopped.

@@ -1,6 +1,6 @@
 //! `/api/status` (which backend is attached, and how it is doing) and `/readyz`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,10 @@ pub async fn status(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(Status { upstream: report })
 }
 
+/// How long readiness waits for the upstream: well inside the `healthcheck` subcommand's 2 s,
+/// so a hanging upstream makes the consumer "degraded", never unhealthy.
+const READINESS_PROBE: Duration = Duration::from_secs(1);
+
 /// Ready unless draining. An unreachable upstream does not make the consumer unready — that
 /// would take every replica out at once, when each can still answer 503 with `Retry-After` —
 /// it only says `degraded`.
@@ -79,14 +83,19 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     if let Some(draining) = state.lifecycle.draining_response() {
         return draining;
     }
-    let readiness = match state.upstream.info().await {
-        Ok(_) => Readiness {
+    let probe = tokio::time::timeout(READINESS_PROBE, state.upstream.info()).await;
+    let readiness = match probe {
+        Ok(Ok(_)) => Readiness {
             status: "ready".to_owned(),
             detail: None,
         },
-        Err(error) => Readiness {
+        Ok(Err(error)) => Readiness {
             status: "degraded".to_owned(),
             detail: Some(error.public_detail().to_owned()),
+        },
+        Err(_) => Readiness {
+            status: "degraded".to_owned(),
+            detail: Some("the upstream store did not answer within 1s".to_owned()),
         },
     };
     HttpResponse::Ok().json(readiness)

@@ -121,6 +121,31 @@ async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _blackhole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    // A generous call deadline: readiness must not wait for it.
+    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+        s.timeout = Duration::from_secs(10);
+    })
+    .await;
+    let started = Instant::now();
+    let ready = consumer.get_json("/readyz").await;
+    let took = started.elapsed();
+    assert_eq!(ready["status"], "degraded");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(1900),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn clicks_made_before_an_outage_arrive_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("upstream.sqlite3").display().to_string();
