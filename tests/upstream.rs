@@ -175,7 +175,10 @@ async fn sigterm_stops_accepting_reports_not_ready_and_finishes_the_request_in_f
     let logs = service.logs().join("\n");
     assert!(logs.contains("SIGTERM"), "{logs}");
     // One access-log line per request, the one in flight included.
-    assert!(logs.contains(r#""PUT /v1/kv/in-flight HTTP/1.1" 201"#), "{logs}");
+    assert!(
+        logs.contains(r#""PUT /v1/kv/in-flight HTTP/1.1" 201"#),
+        "{logs}"
+    );
 
     let service = upstream(&database, &[]).await;
     let kept = reqwest::get(format!("{}/v1/kv/in-flight", service.url))
