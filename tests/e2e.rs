@@ -97,6 +97,10 @@ async fn shorten_ok(client: &Client, consumer: &str, url: &str) -> String {
         .to_owned()
 }
 
+async fn get_json(client: &Client, url: impl reqwest::IntoUrl) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
@@ -224,14 +228,7 @@ async fn swapping_upstream_url_swaps_the_backend() {
     let instance = |consumer: String| {
         let client = client.clone();
         async move {
-            let status: Value = client
-                .get(format!("{consumer}/api/status"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = get_json(&client, format!("{consumer}/api/status")).await;
             status["upstream"]["instance"].as_str().unwrap().to_owned()
         }
     };
@@ -524,14 +521,7 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
         || async { follow().await.unwrap().status() == StatusCode::FOUND },
     )
     .await;
-    let status: Value = client
-        .get(format!("{}/api/status", consumer.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&client, format!("{}/api/status", consumer.url)).await;
     assert_eq!(status["upstream"]["circuit"], "closed");
 }
 

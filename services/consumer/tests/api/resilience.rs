@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    assert_problem, closed_port, eventually, spawn_consumer_with, spawn_upstream_with,
+    assert_problem, closed_port, eventually, never_answering, spawn_consumer_with,
+    spawn_upstream_with,
 };
 
 #[tokio::test]
@@ -96,15 +97,7 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
 
 #[tokio::test]
 async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
-    // Accepts connections and reads requests, but never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _blackhole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let (port, _never_answering) = never_answering().await;
     let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
         s.connect_timeout = Duration::from_millis(200);
         s.timeout = Duration::from_millis(400);
@@ -122,14 +115,7 @@ async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
 
 #[tokio::test]
 async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let _blackhole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let (port, _never_answering) = never_answering().await;
     // A generous call deadline: readiness must not wait for it.
     let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
         s.timeout = Duration::from_secs(10);
