@@ -5,8 +5,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
-use actix_web_prom::PrometheusMetrics;
 
+use crate::metrics::{self, RequestMetrics};
 use crate::{logging, problem, request_id};
 
 /// An app with, from the outside in: the access log (when `RUST_LOG` lets its lines through),
@@ -15,7 +15,7 @@ use crate::{logging, problem, request_id};
 /// `openapi` (the service's rendered OpenAPI document) at `/openapi.json`; and a 404 problem for
 /// unknown paths. The service adds its own routes and `/readyz`.
 pub fn base(
-    metrics: PrometheusMetrics,
+    metrics: RequestMetrics,
     body_limit: usize,
     openapi: String,
 ) -> App<
@@ -29,7 +29,9 @@ pub fn base(
 > {
     App::new()
         .configure(|cfg| problem::configure_extractors(cfg, body_limit))
+        .app_data(web::Data::new(metrics))
         .route("/livez", web::get().to(crate::health::livez))
+        .route("/metrics", web::get().to(RequestMetrics::render))
         .route(
             "/openapi.json",
             web::get().to(move || {
@@ -43,7 +45,7 @@ pub fn base(
         )
         .default_service(web::to(problem::not_found))
         .wrap(problem::error_bodies())
-        .wrap(metrics)
+        .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_id::middleware))
         .wrap(Condition::new(
             logging::access_log_enabled(),

@@ -87,7 +87,7 @@ impl Application {
             .map_or(settings.server.port, |a| a.port());
 
         let lifecycle = Lifecycle::new();
-        let metrics = shared::metrics::middleware("consumer", registry)
+        let metrics = shared::metrics::RequestMetrics::new("consumer", registry)
             .expect("the request metrics register in a fresh registry");
         let state = web::Data::new(api::State {
             upstream,

@@ -85,7 +85,7 @@ impl Application {
             .map_or(settings.server.port, |a| a.port());
 
         let lifecycle = Lifecycle::new();
-        let metrics = shared::metrics::middleware("upstream", registry)
+        let metrics = shared::metrics::RequestMetrics::new("upstream", registry)
             .expect("the request metrics register in a fresh registry");
         let state = web::Data::new(api::State {
             store: store.clone(),
