@@ -191,29 +191,24 @@ async fn both_ports_answer_errors_as_problems() {
     let bad_key = stack.upstream_get("/v1/kv/a//b").await;
     assert_problem(bad_key, StatusCode::BAD_REQUEST).await;
     for base in [&stack.consumer, &stack.upstream] {
-        let live = stack
-            .client
-            .get(format!("{base}/livez"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(live.status(), StatusCode::OK);
-        let metrics = stack
-            .client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(metrics.status(), StatusCode::OK);
+        for path in ["livez", "metrics"] {
+            let response = stack
+                .client
+                .get(format!("{base}/{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{base}/{path}");
+        }
     }
 }
 
 /// A short random string, so runs against a long-lived stack do not collide.
 fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 64
-    )
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{:x}-{:x}", now.as_nanos(), std::process::id())
 }
 
 #[tokio::test]
