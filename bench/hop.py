@@ -62,12 +62,13 @@ GOALS = {
 
 
 def verdict(figure, passes):
-    """"met", "missed" or, for a paired figure whose rounds disagree, "mixed"."""
+    """Met, missed or, for a paired figure whose rounds disagree, mixed."""
     if isinstance(figure, dict):
         if passes(figure["min"]) != passes(figure["max"]):
             return "mixed"
         figure = figure["median"]
     return "met" if passes(figure) else "missed"
+
 
 WRK_SCRIPT = """
 -- Counts responses whose status is not the one expected (the first script argument).
