@@ -30,19 +30,16 @@ pub fn base(
     App::new()
         .configure(|cfg| problem::configure_extractors(cfg, body_limit))
         .app_data(web::Data::new(metrics))
-        .route("/livez", web::get().to(crate::health::livez))
-        .route("/metrics", web::get().to(RequestMetrics::render))
-        .route(
-            "/openapi.json",
-            web::get().to(move || {
-                let document = openapi.clone();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("application/json")
-                        .body(document)
-                }
-            }),
-        )
+        .service(web::resource("/livez").get(crate::health::livez))
+        .service(web::resource("/metrics").get(RequestMetrics::render))
+        .service(web::resource("/openapi.json").get(move || {
+            let document = openapi.clone();
+            async move {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(document)
+            }
+        }))
         .default_service(web::to(problem::not_found))
         .wrap(problem::error_bodies())
         .wrap(from_fn(metrics::middleware))

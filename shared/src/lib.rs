@@ -20,6 +20,8 @@
 //! - [`problem`]: RFC 9457 `application/problem+json` for every error a client can see,
 //!   extractor failures and actix's own 404/405/413/415 included.
 //! - [`metrics`]: Prometheus request metrics at `/metrics`.
+//! - [`openapi`]: what both OpenAPI documents have in common, and [`openapi::Pattern`], the
+//!   one expression a validator and its document share.
 //! - [`redact`]: URLs with their credentials hidden, for logs and error messages.
 
 pub mod app;
@@ -28,6 +30,7 @@ pub mod health;
 pub mod healthcheck;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod redact;
 pub mod request_id;

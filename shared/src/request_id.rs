@@ -13,12 +13,14 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
+use crate::openapi::Pattern;
 use crate::problem;
 
 /// The header carrying the id, in requests and responses.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-const MAX_LEN: usize = 128;
+/// What a client's id must look like to be kept.
+pub static PATTERN: Pattern = Pattern::new("^[A-Za-z0-9._:-]{1,128}$");
 
 tokio::task_local! {
     static CURRENT: RequestId;
@@ -49,10 +51,7 @@ impl std::fmt::Display for RequestId {
 }
 
 fn is_sane(id: &str) -> bool {
-    (1..=MAX_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    PATTERN.is_match(id)
 }
 
 /// The id of the request this task is handling, if any.

@@ -34,12 +34,11 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{HttpServer, web};
-use shared::config::ConfigError;
-use shared::health::Lifecycle;
-use utoipa::OpenApi;
-
+pub use api::BODY_LIMIT;
 pub use api::openapi::ApiDoc;
 pub use settings::{DEFAULT_PORT, Settings};
+use shared::config::ConfigError;
+use shared::health::Lifecycle;
 
 use clicks::Clicks;
 use upstream::Upstream;
@@ -95,15 +94,11 @@ impl Application {
             public_url: settings.public_url.clone(),
             lifecycle: lifecycle.clone(),
         });
-        let openapi = ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes");
-        /// Link requests are small; this bounds what a client can make us buffer.
-        const BODY_LIMIT: usize = 8 * 1024;
+        let openapi = api::openapi::document().to_string();
 
         let server = settings.server.start(
             HttpServer::new(move || {
-                shared::app::base(metrics.clone(), BODY_LIMIT, openapi.clone())
+                shared::app::base(metrics.clone(), api::BODY_LIMIT, openapi.clone())
                     .app_data(state.clone())
                     .configure(api::routes)
             }),

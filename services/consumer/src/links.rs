@@ -11,12 +11,31 @@ use std::time::SystemTime;
 use rand::RngExt;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::openapi::Pattern;
 use url::Url;
+use utoipa::openapi::{RefOr, Schema};
 
 /// Longest target URL accepted, in characters.
 pub const MAX_URL_LEN: usize = 2048;
-const MAX_CODE_LEN: usize = 64;
 const RANDOM_CODE_LEN: usize = 7;
+
+/// What a code looks like (reserved words aside).
+pub static CODE_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9_-]{1,64}$");
+
+/// What a target looks like: `http` or `https`; a host that is a DNS name whose last label
+/// starts with a letter (so it can never be read as a number) or a dotted IPv4 address; an
+/// optional port up to 65535 without leading zeros; then nothing, or a path, query or fragment
+/// of any characters but spaces and controls. No credentials, since `@` cannot appear before
+/// the path. Everything it admits parses as a URL with a host, except labels starting with
+/// `xn--` that are not valid punycode.
+pub static TARGET_PATTERN: Pattern = Pattern::new(concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "(?:(?:[A-Za-z0-9_-]+\\.)*[A-Za-z][A-Za-z0-9_-]*",
+    "|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))",
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?",
+    "(?:[/?#][^\\x00-\\x20\\x7F]*)?$",
+));
 
 /// Codes that would shadow the consumer's own routes, or that people expect to be pages.
 pub const RESERVED: &[&str] = &[
@@ -39,11 +58,7 @@ pub enum InvalidCode {
 
 impl Code {
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let shaped = (1..=MAX_CODE_LEN).contains(&text.len())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !shaped {
+        if !CODE_PATTERN.is_match(text) {
             return Err(InvalidCode::Shape(text.to_owned()));
         }
         if RESERVED.iter().any(|word| word.eq_ignore_ascii_case(text)) {
@@ -67,10 +82,54 @@ impl Code {
     }
 }
 
+impl utoipa::PartialSchema for Code {
+    /// The shape only. A path that is not a code is simply not found, and a reserved word that
+    /// is one of the consumer's own paths is that path's operation; a new link's code must also
+    /// not be reserved, which the document adds from [`reserved_schema`].
+    fn schema() -> RefOr<Schema> {
+        CODE_PATTERN
+            .string()
+            .description(Some("1–64 characters of A-Z a-z 0-9 _ -"))
+            .into()
+    }
+}
+
+/// The reserved words as a schema that matches them (and only strings) in any case, as
+/// `Code::parse` does.
+pub fn reserved_schema() -> serde_json::Value {
+    let any_case: Vec<String> = RESERVED
+        .iter()
+        .map(|word| {
+            word.chars()
+                .map(|c| match c {
+                    'a'..='z' => format!("[{}{c}]", c.to_ascii_uppercase()),
+                    _ => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    json!({"type": "string", "pattern": format!("^(?:{})$", any_case.join("|"))})
+}
+
+impl utoipa::ToSchema for Code {}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The schema of a target, for the OpenAPI document.
+pub fn target_schema() -> utoipa::openapi::Object {
+    TARGET_PATTERN
+        .string()
+        .max_length(Some(MAX_URL_LEN))
+        .description(Some(
+            "The target: an absolute http(s) URL of at most 2048 characters whose host is a \
+             DNS name or an IPv4 address, without credentials, and not this shortener's own \
+             PUBLIC_URL host and port. Punycode labels (xn--) must decode.",
+        ))
+        .build()
 }
 
 /// Why a target URL was refused; the message is for the client.
@@ -78,6 +137,10 @@ impl fmt::Display for Code {
 pub enum InvalidTarget {
     #[error("url is longer than {MAX_URL_LEN} characters")]
     TooLong,
+    #[error(
+        "url must be an http(s) URL: a host name or IPv4 address, an optional port, then an optional path, query or fragment without spaces"
+    )]
+    Shape,
     #[error("url is not an absolute URL: {0}")]
     Unparsable(String),
     #[error("url must use http or https")]
@@ -90,13 +153,14 @@ pub enum InvalidTarget {
     OwnHost,
 }
 
-/// Checks a target URL: http(s), a host, no userinfo, at most 2048 characters, and not a link
-/// back to this shortener (`public`), which would make a redirect loop.
+/// Checks a target URL: at most 2048 characters, of the shape [`TARGET_PATTERN`] describes (so
+/// http(s), a host, no userinfo), a URL that parses, and not a link back to this shortener
+/// (`public`), which would make a redirect loop.
 pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
-    if text.len() > MAX_URL_LEN {
+    if text.chars().count() > MAX_URL_LEN {
         return Err(InvalidTarget::TooLong);
     }
-    let url = Url::parse(text.trim()).map_err(|e| InvalidTarget::Unparsable(e.to_string()))?;
+    let url = Url::parse(text).map_err(|e| InvalidTarget::Unparsable(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(InvalidTarget::Scheme);
     }
@@ -112,6 +176,10 @@ pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
         && public.port_or_known_default() == url.port_or_known_default();
     if own {
         return Err(InvalidTarget::OwnHost);
+    }
+    // Last, so that the common mistakes above get their own sentence.
+    if !TARGET_PATTERN.is_match(text) {
+        return Err(InvalidTarget::Shape);
     }
     Ok(url)
 }
@@ -178,6 +246,21 @@ mod tests {
                 Code::parse(reserved),
                 Err(InvalidCode::Reserved(_))
             ));
+        }
+    }
+
+    #[test]
+    fn the_documented_reserved_words_are_the_refused_ones_in_any_case() {
+        let schema = reserved_schema();
+        let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        for word in RESERVED {
+            let upper = word.to_ascii_uppercase();
+            assert!(pattern.is_match(word) && pattern.is_match(&upper), "{word}");
+            assert!(matches!(Code::parse(&upper), Err(InvalidCode::Reserved(_))));
+        }
+        for code in ["apis", "xapi", "v2", "docs"] {
+            assert!(!pattern.is_match(code), "{code}");
+            assert!(Code::parse(code).is_ok(), "{code}");
         }
     }
 

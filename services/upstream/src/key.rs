@@ -6,8 +6,22 @@
 
 use std::fmt;
 
+use shared::openapi::Pattern;
+use utoipa::openapi::{RefOr, Schema};
+
 /// The longest key, in bytes.
 pub const MAX_LEN: usize = 256;
+
+/// The shape of a key: `/`-separated segments of `A-Z a-z 0-9 . _ : -`, none empty, `.` or
+/// `..`. A segment starts with a character other than a dot, or with one dot and another
+/// character, or with two dots and at least one more character.
+pub static PATTERN: Pattern = Pattern::new(concat!(
+    r"^(?:[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.\.[A-Za-z0-9._:-]+)",
+    r"(?:/(?:[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.\.[A-Za-z0-9._:-]+))*$",
+));
+
+/// What a listing's `prefix` may hold: the start of a key (up to [`MAX_LEN`] bytes).
+pub static PREFIX_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9._:/-]*$");
 
 /// A validated key or counter name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,10 +36,7 @@ pub struct InvalidKey(pub String);
 
 impl Key {
     pub fn parse(text: &str) -> Result<Self, InvalidKey> {
-        let valid = (1..=MAX_LEN).contains(&text.len())
-            && text.bytes().all(is_key_byte)
-            && text.split('/').all(|s| !matches!(s, "" | "." | ".."));
-        if valid {
+        if (1..=MAX_LEN).contains(&text.len()) && PATTERN.is_match(text) {
             Ok(Key(text.to_owned()))
         } else {
             Err(InvalidKey(text.to_owned()))
@@ -43,10 +54,26 @@ impl fmt::Display for Key {
     }
 }
 
-/// Whether `b` may appear in a key.
-pub fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-')
+/// Whether `text` may start a key: what a listing's `prefix` accepts.
+pub fn is_prefix(text: &str) -> bool {
+    text.len() <= MAX_LEN && PREFIX_PATTERN.is_match(text)
 }
+
+impl utoipa::PartialSchema for Key {
+    fn schema() -> RefOr<Schema> {
+        PATTERN
+            .string()
+            .min_length(Some(1))
+            .max_length(Some(MAX_LEN))
+            .description(Some(
+                "1–256 characters of A-Z a-z 0-9 . _ : / -, in /-separated segments none of \
+                 which is empty, . or ..",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Key {}
 
 #[cfg(test)]
 mod tests {
@@ -74,9 +101,26 @@ mod tests {
             "a%2e",
             "é",
             "a?b",
+            "a\n",
             &"k".repeat(257),
         ] {
             assert!(Key::parse(key).is_err(), "{key:?} was accepted");
         }
+    }
+
+    #[test]
+    fn dots_are_refused_only_as_whole_segments() {
+        for key in [".a", "..a", "...", "a/.b/..c/...", "a.", "a..", "a/b."] {
+            assert!(Key::parse(key).is_ok(), "{key:?} was refused");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_key_characters_up_to_the_key_length() {
+        assert!(is_prefix(""));
+        assert!(is_prefix("links/"));
+        assert!(is_prefix(&"k".repeat(256)));
+        assert!(!is_prefix(&"k".repeat(257)));
+        assert!(!is_prefix("a b"));
     }
 }

@@ -29,12 +29,10 @@ use std::io;
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpServer, web};
-use shared::config::ConfigError;
-use shared::health::Lifecycle;
-use utoipa::OpenApi;
-
 pub use api::openapi::ApiDoc;
 pub use settings::{DEFAULT_PORT, Settings};
+use shared::config::ConfigError;
+use shared::health::Lifecycle;
 use storage::Store;
 
 /// A bound, ready-to-run upstream.
@@ -92,9 +90,7 @@ impl Application {
             lifecycle: lifecycle.clone(),
             instance: settings.instance_name.clone(),
         });
-        let openapi = ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes");
+        let openapi = api::openapi::document(settings.access_token.is_some()).to_string();
         let guard = web::Data::new(api::Guard::new(settings.access_token.as_ref()));
         let instance = settings.instance_name.clone();
         let body_limit = settings.max_value_bytes;

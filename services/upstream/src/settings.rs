@@ -3,10 +3,14 @@
 use std::fmt;
 
 use shared::config::{ConfigError, Layers};
+use shared::openapi::Pattern;
 use shared::server::{self, ServerSettings};
 
 /// The port the upstream binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8081;
+
+/// What `INSTANCE_NAME` may be; it is sent as the `X-Instance` header.
+pub static INSTANCE_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9._-]{1,64}$");
 
 /// The upstream's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
 /// and `RUST_LOG`.
@@ -64,11 +68,11 @@ impl Settings {
                 "upstream",
                 "1 to 64 characters of A-Z a-z 0-9 . _ -",
                 |text| {
-                    let valid = text.len() <= 64
-                        && text
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-                    if valid { Ok(text.to_owned()) } else { Err(()) }
+                    if INSTANCE_PATTERN.is_match(text) {
+                        Ok(text.to_owned())
+                    } else {
+                        Err(())
+                    }
                 },
             )?,
             max_value_bytes: layers.parse(

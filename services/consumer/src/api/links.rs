@@ -3,10 +3,9 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared::problem::Problem;
 
 use super::{ApiError, State};
-use crate::links::{Code, LinkDocument, validate_target};
+use crate::links::{Code, LinkDocument, target_schema, validate_target};
 use crate::upstream::Created;
 
 /// Random codes tried before giving up (each collision is a ~1 in 10^12 event).
@@ -16,10 +15,32 @@ const RANDOM_TRIES: usize = 5;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
-    /// The target: an http(s) URL with a host, no credentials, at most 2048 characters.
+    #[schema(schema_with = target_schema)]
     pub url: String,
-    /// A custom code, 1–64 characters of A-Z a-z 0-9 _ -; random when absent.
+    /// A custom code; random when absent or null.
+    #[schema(value_type = Option<Code>)]
     pub code: Option<String>,
+}
+
+/// How an operation that calls the upstream fails: the same for every such operation. Only the
+/// document uses it; [`ApiError`] builds the responses.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes responses for the OpenAPI document only"
+)]
+pub enum UpstreamFailures {
+    /// The upstream answered 5xx, refused the credentials in UPSTREAM_URL, or answered outside
+    /// its contract
+    #[response(status = 502)]
+    Failed,
+    /// The upstream is unreachable, or its circuit is open
+    #[response(status = 503, headers(
+        ("Retry-After" = u64, description = "Seconds until calling the upstream is worth trying again")))]
+    Unavailable,
+    /// The upstream did not answer within UPSTREAM_TIMEOUT
+    #[response(status = 504)]
+    Timeout,
 }
 
 /// A short link.
@@ -50,16 +71,17 @@ impl State {
     }
 }
 
-#[utoipa::path(post, path = "/api/links", tag = "links", request_body = NewLink,
+#[utoipa::path(post, path = "/api/links", tag = "links", operation_id = "createLink",
+    request_body = NewLink,
     responses(
-        (status = 201, description = "Created; `Location` is the link's API resource", body = Link),
-        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The custom code is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid url or code", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+        (status = 201, description = "Created", body = Link, headers(
+            ("Location" = String, description = "The link's API resource, `/api/links/{code}`"))),
+        (status = 400, description = "The body is not JSON"),
+        (status = 409, description = "The custom code is taken"),
+        (status = 413, description = "The body is larger than 32 KiB"),
+        (status = 415, description = "The body is not declared as application/json"),
+        (status = 422, description = "An invalid url or code, or a field that is not url or code"),
+        UpstreamFailures))]
 pub async fn create(
     state: web::Data<State>,
     body: web::Json<NewLink>,
@@ -104,14 +126,14 @@ async fn find(state: &State, path: &str) -> Result<(Code, LinkDocument), ApiErro
     }
 }
 
-#[utoipa::path(get, path = "/{code}", tag = "links",
-    params(("code" = String, Path)),
+#[utoipa::path(get, path = "/{code}", tag = "links", operation_id = "followLink",
+    params(("code" = Code, Path)),
     responses(
-        (status = 302, description = "Redirect to the target (`Location`)"),
-        (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+        (status = 302, description = "A redirect to the target", headers(
+            ("Location" = String, description = "The target"),
+            ("Cache-Control" = String, description = "`no-store`: every click reaches the shortener"))),
+        (status = 404, description = "No link has this code"),
+        UpstreamFailures))]
 pub async fn follow(
     state: web::Data<State>,
     path: web::Path<String>,
@@ -124,14 +146,12 @@ pub async fn follow(
         .finish())
 }
 
-#[utoipa::path(get, path = "/api/links/{code}", tag = "links",
-    params(("code" = String, Path)),
+#[utoipa::path(get, path = "/api/links/{code}", tag = "links", operation_id = "showLink",
+    params(("code" = Code, Path)),
     responses(
         (status = 200, description = "The link and its clicks (including ones not yet sent upstream)", body = Link),
-        (status = 404, description = "Unknown code", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The upstream failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The upstream is unreachable", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "The upstream did not answer in time", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No link has this code"),
+        UpstreamFailures))]
 pub async fn show(
     state: web::Data<State>,
     path: web::Path<String>,

@@ -1,5 +1,10 @@
 //! The consumer's API as an OpenAPI 3.1 document, served at `/openapi.json`.
+//!
+//! Its patterns and bounds are the constants the validators use
+//! ([`crate::links::CODE_PATTERN`], [`crate::links::TARGET_PATTERN`], `MAX_URL_LEN`,
+//! [`crate::links::RESERVED`]).
 
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use super::{links, status};
@@ -8,9 +13,31 @@ use super::{links, status};
 #[openapi(
     info(title = "portbound consumer", description = "A link shortener whose state lives in the upstream attached by UPSTREAM_URL."),
     paths(links::create, links::follow, links::show, status::status, status::readyz),
-    components(schemas(shared::problem::Problem)),
+    components(schemas(crate::links::Code)),
     tags((name = "links", description = "Short links"),
         (name = "status", description = "The attached upstream"),
         (name = "health", description = "Probes"))
 )]
 pub struct ApiDoc;
+
+/// The document the consumer serves.
+pub fn document() -> Value {
+    let mut document = shared::openapi::finish(ApiDoc::openapi(), &[]);
+    let code = &mut document["components"]["schemas"]["NewLink"]["properties"]["code"];
+    code["not"] = crate::links::reserved_schema();
+    code["description"] = format!(
+        "A custom code, other than the reserved words {} in any case; random when absent or null",
+        crate::links::RESERVED.join(", ")
+    )
+    .into();
+    for to in ["followLink", "showLink"] {
+        shared::openapi::link(
+            &mut document,
+            "createLink",
+            201,
+            to,
+            json!({"code": "$response.body#/code"}),
+        );
+    }
+    document
+}

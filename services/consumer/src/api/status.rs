@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared::problem::Problem;
 
 use super::State;
 
@@ -41,7 +40,7 @@ pub struct Readiness {
     pub detail: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/status", tag = "status",
+#[utoipa::path(get, path = "/api/status", tag = "status", operation_id = "status",
     responses((status = 200, description = "The attached upstream, reachable or not", body = Status)))]
 pub async fn status(state: web::Data<State>) -> HttpResponse {
     let started = Instant::now();
@@ -76,9 +75,9 @@ const READINESS_PROBE: Duration = Duration::from_secs(1);
 /// Ready unless draining. An unreachable upstream does not make the consumer unready — that
 /// would take every replica out at once, when each can still answer 503 with `Retry-After` —
 /// it only says `degraded`.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", responses(
     (status = 200, description = "Serving; `degraded` while the upstream does not answer", body = Readiness),
-    (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json")))]
+    (status = 503, description = "Shutting down")))]
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     if let Some(draining) = state.lifecycle.draining_response() {
         return draining;

@@ -110,6 +110,12 @@ async fn targets_that_are_not_plain_http_urls_elsewhere_are_refused() {
         "example.com",
         "https://user:pw@example.com/",
         "http://localhost:8080/loop",
+        "https://example.com:99999/",
+        "https://exa mple.com/",
+        "https://example.com/a b",
+        " https://example.com/",
+        "https://1.2.3/",
+        "https://[::1]/",
         long.as_str(),
     ] {
         let response = consumer.shorten(json!({ "url": url })).await;
@@ -155,7 +161,7 @@ async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    let big = "x".repeat(10_000);
+    let big = "x".repeat(consumer::BODY_LIMIT);
     let too_large = consumer
         .client
         .post(consumer.url("/api/links"))
@@ -164,6 +170,40 @@ async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
         .await
         .unwrap();
     assert_problem(too_large, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn the_longest_valid_request_is_accepted_however_its_json_is_escaped() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    let prefix = "https://example.com/";
+    let url = format!(
+        "{prefix}{}",
+        "😀".repeat(consumer::links::MAX_URL_LEN - prefix.len())
+    );
+    let code = "c".repeat(64);
+    // Every character of the path as a surrogate pair escape, every one of the code as \u00XX.
+    let escaped_path: String = url[prefix.len()..]
+        .encode_utf16()
+        .map(|unit| format!("\\u{unit:04x}"))
+        .collect();
+    let escaped_code: String = code
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let body = format!(r#"{{"url": "{prefix}{escaped_path}", "code": "{escaped_code}"}}"#);
+    assert!(body.len() > 24 * 1024, "the body is {} bytes", body.len());
+    let response = consumer
+        .client
+        .post(consumer.url("/api/links"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let link: Value = response.json().await.unwrap();
+    assert_eq!(link["code"], code.as_str());
 }
 
 #[tokio::test]
@@ -266,6 +306,51 @@ async fn the_request_id_is_forwarded_upstream() {
 }
 
 #[tokio::test]
+async fn targets_of_every_shape_the_document_admits_are_accepted() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    for url in [
+        "HTTPS://Example.COM",
+        "http://a_b-c.example:8443?q=<script>",
+        "http://10.0.0.255:0#top",
+        "https://xn--mnchen-3ya.de/Straße",
+        "http://localhost:8081/",
+    ] {
+        let response = consumer.shorten(json!({ "url": url })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn methods_a_path_does_not_serve_are_405_with_allow() {
+    let upstream = spawn_upstream().await;
+    let consumer = spawn_consumer(&upstream.url).await;
+    for (method, path, allow) in [
+        ("TRACE", "/readyz", "GET"),
+        ("DELETE", "/api/status", "GET"),
+        ("GET", "/api/links", "POST"),
+        ("PUT", "/api/links/abc", "GET"),
+        ("POST", "/abc", "GET"),
+    ] {
+        let response = consumer
+            .client
+            .request(method.parse().unwrap(), consumer.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+    let unknown = consumer
+        .client
+        .get(consumer.url("/a/b/c"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
 async fn the_openapi_document_and_metrics_are_served() {
     let upstream = spawn_upstream().await;
     let consumer = spawn_consumer(&upstream.url).await;
@@ -273,6 +358,9 @@ async fn the_openapi_document_and_metrics_are_served() {
     for path in ["/api/links", "/{code}", "/api/links/{code}", "/api/status"] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }
+    let url = &doc["components"]["schemas"]["NewLink"]["properties"]["url"];
+    assert_eq!(url["pattern"], consumer::links::TARGET_PATTERN.source());
+    assert_eq!(url["maxLength"], consumer::links::MAX_URL_LEN);
     let code = consumer.shorten_ok("https://example.com/").await;
     consumer.follow(&code).await;
     let metrics = consumer

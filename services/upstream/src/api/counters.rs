@@ -7,9 +7,11 @@
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared::problem::Problem;
+use shared::openapi::Pattern;
+use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, SchemaFormat};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 
-use super::{ApiError, State, header_text, parse_json};
+use super::{ApiError, State, StorageFailures, header_text, parse_json};
 use crate::key::Key;
 use crate::storage::Increment;
 
@@ -23,8 +25,11 @@ pub struct Counter {
     pub value: i64,
 }
 
-/// The increment's body; an empty body means `{"by": 1}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// What an `Idempotency-Key` may be: 1–255 visible ASCII characters.
+pub static IDEMPOTENCY_KEY_PATTERN: Pattern = Pattern::new("^[!-~]{1,255}$");
+
+/// The increment's body; `null` or an empty body means `{"by": 1}`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncrementBy {
     /// Amount to add (may be negative); default 1.
@@ -32,20 +37,57 @@ pub struct IncrementBy {
     pub by: i64,
 }
 
+impl utoipa::PartialSchema for IncrementBy {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "by",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(i64::MIN))
+                    .maximum(Some(i64::MAX))
+                    .default(Some(one().into()))
+                    .description(Some("Amount to add (may be negative)")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some(
+                "The increment; `null` or no body at all means `{\"by\": 1}`",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IncrementBy {}
+
+/// The schema of an `Idempotency-Key` value.
+pub struct IdempotencyKey;
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> RefOr<Schema> {
+        IDEMPOTENCY_KEY_PATTERN.string().into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
+
 fn one() -> i64 {
     1
 }
 
-#[utoipa::path(post, path = "/v1/counters/{name}", tag = "counters",
-    params(("name" = String, Path, description = "Same rules as keys"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; a retry with the same key counts once")),
+#[utoipa::path(post, path = "/v1/counters/{name}", operation_id = "incrementCounter", tag = "counters",
+    params(("name" = Key, Path, description = "A counter's name: the same rules as keys"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "Remembered for 24 hours per counter: the same key and amount again answers the value it produced without counting")),
     request_body(content = Option<IncrementBy>, content_type = "application/json"),
     responses(
-        (status = 200, description = "The counter after the increment", body = Counter),
-        (status = 400, description = "Invalid name, body or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body not declared as JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Key reused for another amount, or overflow", body = Problem, content_type = "application/problem+json")),
-    security((), ("token" = [])))]
+        (status = 200, description = "The counter after the increment", body = Counter, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier increment with the same Idempotency-Key"))),
+        (status = 400, description = "An invalid name, Idempotency-Key, or a body that is not JSON"),
+        (status = 413, description = "The body is larger than MAX_VALUE_BYTES"),
+        (status = 415, description = "A body not declared as application/json"),
+        (status = 422, description = "A body that is not `{\"by\": n}`, an Idempotency-Key used before with another amount, or a sum outside the 64-bit range"),
+        StorageFailures))]
 pub async fn increment(
     state: web::Data<State>,
     path: web::Path<String>,
@@ -56,11 +98,11 @@ pub async fn increment(
     let by = if body.is_empty() {
         1
     } else {
-        parse_json::<IncrementBy>(&req, &body)?.by
+        parse_json::<Option<IncrementBy>>(&req, &body)?.map_or(one(), |body| body.by)
     };
     let idempotency_key = header_text(&req, &IDEMPOTENCY_KEY)?
         .map(|key| {
-            if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+            if IDEMPOTENCY_KEY_PATTERN.is_match(key) {
                 Ok(key.to_owned())
             } else {
                 Err(ApiError::BadRequest(
@@ -93,10 +135,12 @@ pub async fn increment(
     }
 }
 
-#[utoipa::path(get, path = "/v1/counters/{name}", tag = "counters",
-    params(("name" = String, Path)),
-    responses((status = 200, description = "The counter; 0 when never incremented", body = Counter)),
-    security((), ("token" = [])))]
+#[utoipa::path(get, path = "/v1/counters/{name}", operation_id = "getCounter", tag = "counters",
+    params(("name" = Key, Path, description = "A counter's name: the same rules as keys")),
+    responses(
+        (status = 200, description = "The counter; 0 when never incremented", body = Counter),
+        (status = 400, description = "An invalid name"),
+        StorageFailures))]
 pub async fn get(
     state: web::Data<State>,
     path: web::Path<String>,

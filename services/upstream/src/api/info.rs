@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared::health::Health;
 use shared::problem::Problem;
 
-use super::{ApiError, State};
+use super::{ApiError, State, StorageFailures};
 
 /// How long readiness waits for storage to answer.
 const READINESS_DEADLINE: Duration = Duration::from_secs(1);
@@ -28,8 +28,10 @@ pub struct Info {
     pub keys: i64,
 }
 
-#[utoipa::path(get, path = "/v1/info", tag = "info",
-    responses((status = 200, description = "Which backend this is", body = Info)))]
+#[utoipa::path(get, path = "/v1/info", operation_id = "getInfo", tag = "info",
+    responses(
+        (status = 200, description = "Which backend this is", body = Info),
+        StorageFailures))]
 pub async fn info(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let keys = state.store.key_count().await?;
     Ok(HttpResponse::Ok().json(Info {
@@ -41,10 +43,9 @@ pub async fn info(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     }))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses(
     (status = 200, description = "Storage answers", body = Health),
-    (status = 503, description = "Storage does not answer, or shutting down", body = Problem,
-        content_type = "application/problem+json")))]
+    (status = 503, description = "Storage does not answer, or shutting down")))]
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     if let Some(draining) = state.lifecycle.draining_response() {
         return draining;

@@ -9,9 +9,13 @@
 use actix_web::http::header::{self, EntityTag, Header, IfMatch, IfNoneMatch};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared::problem::Problem;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
 
-use super::{ApiError, State, etag, parse_json};
+use super::{
+    ApiError, ENTITY_TAGS, EntityTags, State, StorageFailures, Version, etag, header_text,
+    parse_json,
+};
 use crate::key::{self, Key};
 use crate::storage::{Delete, Precondition, Put};
 
@@ -43,31 +47,68 @@ pub struct Listing {
 }
 
 /// The listing's query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct ListQuery {
     /// Only keys starting with this.
     prefix: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
+    /// Page size, 1 to [`MAX_LIMIT`] (default [`DEFAULT_LIMIT`]).
     limit: Option<usize>,
     /// Only keys after this one (the previous page's `next`).
     after: Option<String>,
 }
 
-#[utoipa::path(put, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path, description = "1–256 characters of A-Z a-z 0-9 . _ : / -"),
-        ("If-Match" = Option<String>, Header, description = "Replace only this version (`*`: only if it exists)"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
+impl utoipa::IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name, description, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            query(
+                "prefix",
+                "Only keys starting with this",
+                key::PREFIX_PATTERN.string().max_length(Some(key::MAX_LEN)),
+            ),
+            query(
+                "limit",
+                "Page size",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_LIMIT))
+                    .default(Some(DEFAULT_LIMIT.into())),
+            ),
+            query(
+                "after",
+                "Only keys after this one, in byte order (the previous page's `next`)",
+                ObjectBuilder::new().schema_type(Type::String),
+            ),
+        ]
+    }
+}
+
+#[utoipa::path(put, path = "/v1/kv/{key}", operation_id = "putValue", tag = "kv",
+    params(("key" = Key, Path),
+        ("If-Match" = Option<EntityTags>, Header, nullable = false, description = "Replace only a value with one of these versions (`*`: only if there is a value). Compared strongly: a weak tag never matches"),
+        ("If-None-Match" = Option<EntityTags>, Header, nullable = false, description = "`*`: create only; tags: only if the value's version is none of these")),
     request_body(content = serde_json::Value, content_type = "application/json",
-        description = "Any JSON value up to MAX_VALUE_BYTES"),
+        description = "Any JSON value of at most MAX_VALUE_BYTES (64 KiB by default), in UTF-8"),
     responses(
-        (status = 201, description = "Created", body = Written),
-        (status = 200, description = "Replaced", body = Written),
-        (status = 400, description = "Invalid key or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Precondition failed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Value too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not declared as JSON", body = Problem, content_type = "application/problem+json")),
-    security((), ("token" = [])))]
+        (status = 201, description = "Created", body = Written, headers(
+            ("ETag" = Version, description = "The new version"),
+            ("Location" = String, description = "`/v1/kv/{key}`"))),
+        (status = 200, description = "Replaced", body = Written, headers(
+            ("ETag" = Version, description = "The new version"))),
+        (status = 400, description = "An invalid key, body, If-Match or If-None-Match"),
+        (status = 412, description = "The precondition does not hold"),
+        (status = 413, description = "The value is larger than MAX_VALUE_BYTES"),
+        (status = 415, description = "The body is not declared as application/json"),
+        StorageFailures))]
 pub async fn put(
     state: web::Data<State>,
     path: web::Path<String>,
@@ -95,14 +136,17 @@ pub async fn put(
     }
 }
 
-#[utoipa::path(get, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path),
-        ("If-None-Match" = Option<String>, Header, description = "304 when the value still has this version")),
+#[utoipa::path(get, path = "/v1/kv/{key}", operation_id = "getValue", tag = "kv",
+    params(("key" = Key, Path),
+        ("If-None-Match" = Option<EntityTags>, Header, nullable = false, description = "304 when the value's version is one of these (compared weakly), or for `*`")),
     responses(
-        (status = 200, description = "The stored JSON, with its ETag", body = serde_json::Value),
-        (status = 304, description = "Not modified"),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json")),
-    security((), ("token" = [])))]
+        (status = 200, description = "The stored JSON", body = serde_json::Value, headers(
+            ("ETag" = Version, description = "The value's version"))),
+        (status = 304, description = "Not modified", headers(
+            ("ETag" = Version, description = "The value's version"))),
+        (status = 400, description = "An invalid key or If-None-Match"),
+        (status = 404, description = "No value at this key"),
+        StorageFailures))]
 pub async fn get(
     state: web::Data<State>,
     path: web::Path<String>,
@@ -116,9 +160,7 @@ pub async fn get(
     let tag = etag(entry.version);
     let not_modified = match if_none_match {
         Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(tags)) => named(tags, &header::IF_NONE_MATCH)?
-            .iter()
-            .any(|t| t.weak_eq(&tag)),
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&tag)),
         None => false,
     };
     if not_modified {
@@ -132,14 +174,16 @@ pub async fn get(
         .body(entry.value))
 }
 
-#[utoipa::path(delete, path = "/v1/kv/{key}", tag = "kv",
-    params(("key" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "Delete only this version")),
+#[utoipa::path(delete, path = "/v1/kv/{key}", operation_id = "deleteValue", tag = "kv",
+    params(("key" = Key, Path),
+        ("If-Match" = Option<EntityTags>, Header, nullable = false, description = "Delete only a value with one of these versions (`*`: any value). Compared strongly"),
+        ("If-None-Match" = Option<EntityTags>, Header, nullable = false, description = "Delete only if the value's version is none of these (`*`: never)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Precondition failed", body = Problem, content_type = "application/problem+json")),
-    security((), ("token" = [])))]
+        (status = 400, description = "An invalid key, If-Match or If-None-Match"),
+        (status = 404, description = "No value at this key"),
+        (status = 412, description = "The precondition does not hold"),
+        StorageFailures))]
 pub async fn delete(
     state: web::Data<State>,
     path: web::Path<String>,
@@ -154,11 +198,11 @@ pub async fn delete(
     }
 }
 
-#[utoipa::path(get, path = "/v1/kv", tag = "kv", params(ListQuery),
+#[utoipa::path(get, path = "/v1/kv", operation_id = "listKeys", tag = "kv", params(ListQuery),
     responses(
         (status = 200, description = "Keys in byte order", body = Listing),
-        (status = 400, description = "Invalid prefix or limit", body = Problem, content_type = "application/problem+json")),
-    security((), ("token" = [])))]
+        (status = 400, description = "An invalid prefix, limit or query string"),
+        StorageFailures))]
 pub async fn list(
     state: web::Data<State>,
     query: web::Query<ListQuery>,
@@ -169,7 +213,7 @@ pub async fn list(
         after,
     } = query.into_inner();
     let prefix = prefix.unwrap_or_default();
-    if prefix.len() > key::MAX_LEN || !prefix.bytes().all(key::is_key_byte) {
+    if !key::is_prefix(&prefix) {
         return Err(ApiError::BadRequest(format!(
             "invalid prefix {prefix:?}: expected up to 256 characters of A-Z a-z 0-9 . _ : / -"
         )));
@@ -205,51 +249,49 @@ fn precondition_failed(key: &Key) -> ApiError {
     ))
 }
 
-/// A conditional header, parsed when present; 400 when it does not parse.
+/// A conditional header, parsed when present; 400 unless it is `*` or a list of entity tags
+/// exactly as [`EntityTags`] describes.
 fn parse_condition<H: Header>(
     req: &HttpRequest,
     name: &header::HeaderName,
 ) -> Result<Option<H>, ApiError> {
-    if !req.headers().contains_key(name) {
+    if header_text(req, name)?.is_none() {
         return Ok(None);
     }
-    H::parse(req)
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest(format!("the {name} header is not a list of ETags or *")))
+    let malformed =
+        || ApiError::BadRequest(format!("the {name} header is not * or a list of ETags"));
+    let well_formed = req
+        .headers()
+        .get_all(name)
+        .all(|line| line.to_str().is_ok_and(|text| ENTITY_TAGS.is_match(text)));
+    if !well_formed {
+        return Err(malformed());
+    }
+    H::parse(req).map(Some).map_err(|_| malformed())
 }
 
-/// The condition a write is made under. `If-Match` compares strongly (RFC 9110 §13.1.1), so a
-/// weak tag never matches; `If-None-Match` compares weakly.
+/// The condition a write is made under: `If-Match` and `If-None-Match` must both hold when both
+/// are sent. `If-Match` compares strongly (RFC 9110 §13.1.1), so a weak tag never matches;
+/// `If-None-Match` compares weakly. An empty list names no version: `If-Match` then never holds
+/// and `If-None-Match` always does.
 fn write_precondition(req: &HttpRequest) -> Result<Precondition, ApiError> {
-    if let Some(if_match) = parse_condition::<IfMatch>(req, &header::IF_MATCH)? {
-        return Ok(match if_match {
+    let if_match =
+        parse_condition::<IfMatch>(req, &header::IF_MATCH)?.map(|if_match| match if_match {
             IfMatch::Any => Precondition::Present,
-            IfMatch::Items(tags) => {
-                Precondition::OneOf(versions(&named(tags, &header::IF_MATCH)?, false))
+            IfMatch::Items(tags) => Precondition::OneOf(versions(&tags, false)),
+        });
+    let if_none_match =
+        parse_condition::<IfNoneMatch>(req, &header::IF_NONE_MATCH)?.map(|if_none_match| {
+            match if_none_match {
+                IfNoneMatch::Any => Precondition::Absent,
+                IfNoneMatch::Items(tags) => Precondition::NoneOf(versions(&tags, true)),
             }
         });
-    }
-    Ok(
-        match parse_condition::<IfNoneMatch>(req, &header::IF_NONE_MATCH)? {
-            Some(IfNoneMatch::Any) => Precondition::Absent,
-            Some(IfNoneMatch::Items(tags)) => {
-                Precondition::NoneOf(versions(&named(tags, &header::IF_NONE_MATCH)?, true))
-            }
-            None => Precondition::None,
-        },
-    )
-}
-
-/// `tags` if the header named at least one (actix's parser drops items it cannot read, so an
-/// empty list means the header was malformed).
-fn named(tags: Vec<EntityTag>, name: &header::HeaderName) -> Result<Vec<EntityTag>, ApiError> {
-    if tags.is_empty() {
-        Err(ApiError::BadRequest(format!(
-            "the {name} header is not a list of ETags or *"
-        )))
-    } else {
-        Ok(tags)
-    }
+    Ok(match (if_match, if_none_match) {
+        (Some(first), Some(second)) => Precondition::Both(Box::new(first), Box::new(second)),
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => Precondition::None,
+    })
 }
 
 /// The versions named by `tags`; tags that are not versions of ours can never match.

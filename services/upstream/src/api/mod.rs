@@ -12,6 +12,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpMessage, HttpRequest, mime, web};
 use serde::de::DeserializeOwned;
 use shared::health::Lifecycle;
+use shared::openapi::Pattern;
+use utoipa::openapi::{RefOr, Schema};
 
 pub use auth::Guard;
 pub use error::ApiError;
@@ -25,31 +27,79 @@ pub struct State {
     pub instance: String,
 }
 
-/// Registers every route of the upstream.
+/// Registers every route of the upstream. Each path is one resource, so a method it does not
+/// serve answers 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/readyz", web::get().to(info::readyz)).service(
-        web::scope("/v1")
-            .wrap(from_fn(auth::require_token))
-            .route("/info", web::get().to(info::info))
-            .route("/kv", web::get().to(kv::list))
-            .service(
-                web::resource("/kv/{key}*")
-                    .get(kv::get)
-                    .put(kv::put)
-                    .delete(kv::delete),
-            )
-            .service(
-                web::resource("/counters/{name}*")
-                    .get(counters::get)
-                    .post(counters::increment),
-            ),
-    );
+    cfg.service(web::resource("/readyz").get(info::readyz))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(auth::require_token))
+                .service(web::resource("/info").get(info::info))
+                .service(web::resource("/kv").get(kv::list))
+                .service(
+                    web::resource("/kv/{key}*")
+                        .get(kv::get)
+                        .put(kv::put)
+                        .delete(kv::delete),
+                )
+                .service(
+                    web::resource("/counters/{name}*")
+                        .get(counters::get)
+                        .post(counters::increment),
+                ),
+        );
+}
+
+/// How an operation that uses storage can fail, besides its own answers. Only the document uses
+/// it; [`ApiError`] builds the responses.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes responses for the OpenAPI document only"
+)]
+pub enum StorageFailures {
+    /// Storage failed (the cause is logged with the request id)
+    #[response(status = 500)]
+    Failed,
+    /// Shutting down: storage is closed
+    #[response(status = 503)]
+    Closed,
 }
 
 /// The `ETag` of a version.
 fn etag(version: i64) -> EntityTag {
     EntityTag::new_strong(version.to_string())
 }
+
+/// What `If-Match` and `If-None-Match` accept: `*`, or a comma-separated list of strong
+/// (`"v"`) or weak (`W/"v"`) entity tags of visible ASCII characters other than `"`. The list
+/// may be empty (RFC 9110 writes both as `"*" / #entity-tag`).
+pub static ENTITY_TAGS: Pattern =
+    Pattern::new(r#"^(?:\*|(?:W/)?"[!#-~]*"(?:[ \t]*,[ \t]*(?:W/)?"[!#-~]*")*)?$"#);
+
+/// The schema of an `If-Match` or `If-None-Match` value.
+pub struct EntityTags;
+
+impl utoipa::PartialSchema for EntityTags {
+    fn schema() -> RefOr<Schema> {
+        ENTITY_TAGS.string().into()
+    }
+}
+
+impl utoipa::ToSchema for EntityTags {}
+
+/// The schema of the `ETag` the upstream sends: a version, quoted.
+pub struct Version;
+
+impl utoipa::PartialSchema for Version {
+    fn schema() -> RefOr<Schema> {
+        VERSION.string().into()
+    }
+}
+
+impl utoipa::ToSchema for Version {}
+
+static VERSION: Pattern = Pattern::new(r#"^"[0-9]+"$"#);
 
 /// Parses a JSON request body: 415 unless it is declared JSON, 400 when it is not JSON, 422
 /// when it is JSON of the wrong shape.

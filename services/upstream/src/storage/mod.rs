@@ -101,6 +101,8 @@ pub enum Precondition {
     OneOf(Vec<i64>),
     /// Only if the key is absent or at none of these versions (`If-None-Match: "3"`).
     NoneOf(Vec<i64>),
+    /// Only if both hold (`If-Match` and `If-None-Match` together, RFC 9110 §13.2.2).
+    Both(Box<Precondition>, Box<Precondition>),
 }
 
 impl Precondition {
@@ -111,6 +113,7 @@ impl Precondition {
             Precondition::Present => current.is_some(),
             Precondition::OneOf(versions) => current.is_some_and(|v| versions.contains(&v)),
             Precondition::NoneOf(versions) => current.is_none_or(|v| !versions.contains(&v)),
+            Precondition::Both(first, second) => first.holds(current) && second.holds(current),
         }
     }
 }

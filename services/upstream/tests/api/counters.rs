@@ -126,6 +126,13 @@ async fn a_bad_increment_body_is_refused_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn a_null_body_adds_one_as_no_body_does() {
+    let app = spawn_app().await;
+    let response = app.increment("c", Some(Value::Null), None).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["value"], 1);
+}
+
+#[tokio::test]
 async fn an_increment_past_the_64_bit_range_is_422() {
     let app = spawn_app().await;
     app.increment("c", Some(json!({"by": i64::MAX})), None)

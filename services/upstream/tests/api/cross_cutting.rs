@@ -108,6 +108,34 @@ async fn unknown_paths_and_methods_get_problems() {
 }
 
 #[tokio::test]
+async fn every_known_path_answers_an_unserved_method_with_405_and_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("TRACE", "/readyz", "GET"),
+        ("POST", "/livez", "GET"),
+        ("DELETE", "/metrics", "GET"),
+        ("PUT", "/openapi.json", "GET"),
+        ("TRACE", "/v1/info", "GET"),
+        ("POST", "/v1/kv", "GET"),
+        ("TRACE", "/v1/kv/a/b", "GET, PUT, DELETE"),
+        ("PUT", "/v1/counters/c", "GET, POST"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+    let unknown = app
+        .client
+        .request("TRACE".parse().unwrap(), app.url("/v1/nothing"));
+    assert_problem(unknown.send().await.unwrap(), StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
 async fn liveness_and_readiness_answer_and_readiness_turns_503_while_draining() {
     let app = spawn_app().await;
     let live = app.client.get(app.url("/livez")).send().await.unwrap();
@@ -172,4 +200,33 @@ async fn the_openapi_document_describes_the_v1_contract() {
         );
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"].get("securitySchemes").is_none());
+    let info = &doc["paths"]["/v1/info"]["get"];
+    assert!(info.get("security").is_none());
+    assert!(info["responses"].get("401").is_none());
+}
+
+#[tokio::test]
+async fn with_a_token_the_document_asks_for_it_on_v1_only() {
+    let app = spawn_app_with(|settings| {
+        settings.access_token = Some(AccessToken::parse("s3cret").unwrap());
+    })
+    .await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    let info = &doc["paths"]["/v1/info"]["get"];
+    assert_eq!(info["security"], json!([{"bearer": []}, {"basic": []}]));
+    assert!(info["responses"]["401"].is_object());
+    let readyz = &doc["paths"]["/readyz"]["get"];
+    assert!(readyz.get("security").is_none());
 }

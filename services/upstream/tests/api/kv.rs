@@ -149,6 +149,58 @@ async fn a_malformed_conditional_header_is_a_400() {
         .await
         .unwrap();
     assert_problem(response, StatusCode::BAD_REQUEST).await;
+    // A list with one good tag is still malformed as a whole.
+    let partly = app
+        .client
+        .get(app.url("/v1/kv/k"))
+        .header("If-None-Match", r#""1", garbage"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(partly, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn if_match_and_if_none_match_are_both_checked_and_both_must_hold() {
+    let app = spawn_app().await;
+    let tag = etag(&app.put_json("k", &json!(1)).await);
+    let put = |if_match: &str, if_none_match: &str| {
+        app.client
+            .put(app.url("/v1/kv/k"))
+            .header("If-Match", if_match)
+            .header("If-None-Match", if_none_match)
+            .json(&json!(2))
+            .send()
+    };
+    let malformed = put("*", "not-quoted").await.unwrap();
+    assert_problem(malformed, StatusCode::BAD_REQUEST).await;
+    let second_fails = put(&tag, &tag).await.unwrap();
+    assert_problem(second_fails, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(
+        put(&tag, r#""999""#).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let value = app.get_key("k").await.json::<Value>().await.unwrap();
+    assert_eq!(value, json!(2));
+}
+
+#[tokio::test]
+async fn an_empty_list_of_tags_matches_no_version() {
+    let app = spawn_app().await;
+    app.put_json("k", &json!(1)).await;
+    let with = |name: &str| {
+        app.client
+            .put(app.url("/v1/kv/k"))
+            .header(name, "")
+            .json(&json!(2))
+            .send()
+    };
+    let if_match = with("If-Match").await.unwrap();
+    assert_problem(if_match, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(
+        with("If-None-Match").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
