@@ -20,6 +20,7 @@ use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use support::contract;
 use support::proxy::{Fault, FaultProxy};
 use support::{
     Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
@@ -176,6 +177,12 @@ async fn a_link_round_trips_and_is_visible_on_both_ports() {
         },
     )
     .await;
+    // Each of those reached the upstream through the proxy that checks them against the
+    // contract: the create, three reads, the read and count for /api/links, the flush.
+    if let Some((_, consumer, _)) = &stack._spawned {
+        let checked = consumer.requests_upstream();
+        assert!(checked >= 7, "only {checked} requests were checked");
+    }
 }
 
 #[tokio::test]
@@ -663,4 +670,93 @@ async fn sigterm_sends_the_pending_clicks_before_exiting() {
     let exit = consumer.wait_exit(Duration::from_secs(9)).await;
     assert!(exit.success(), "{exit:?}");
     assert_eq!(read().await, 7);
+}
+
+// The checker every consumer's proxy runs: what it admits and what it refuses.
+
+fn recorded(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> contract::Request {
+    contract::Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer t");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[test]
+fn the_contract_checker_admits_what_the_consumer_sends() {
+    let document = contract::upstream_document();
+    for valid in [
+        recorded("GET", "/v1/info", &[AUTH], ""),
+        recorded("GET", "/v1/kv/links%2Fabc", &[AUTH], ""),
+        recorded(
+            "PUT",
+            "/v1/kv/links%2Fabc",
+            &[AUTH, JSON, ("if-none-match", "*")],
+            r#"{"url":"https://e.com/"}"#,
+        ),
+        recorded(
+            "POST",
+            "/v1/counters/clicks%2Fabc",
+            &[AUTH, JSON, ("idempotency-key", "k-1")],
+            r#"{"by":3}"#,
+        ),
+    ] {
+        assert_eq!(contract::violation(document, &valid), None, "{valid:?}");
+    }
+}
+
+#[test]
+fn the_contract_checker_names_each_kind_of_departure() {
+    let document = contract::upstream_document();
+    for (invalid, expected) in [
+        (recorded("GET", "/v2/info", &[AUTH], ""), "no operation"),
+        (recorded("GET", "/v1/info", &[], ""), "no credentials"),
+        (
+            recorded("GET", "/v1/kv/a%20b", &[AUTH], ""),
+            "parameter key",
+        ),
+        (
+            recorded("GET", "/v1/kv/links/abc", &[AUTH], ""),
+            "no operation",
+        ),
+        (
+            recorded("GET", "/v1/kv?limit=0", &[AUTH], ""),
+            "parameter limit",
+        ),
+        (
+            recorded("GET", "/v1/kv?sort=up", &[AUTH], ""),
+            "query parameter",
+        ),
+        (
+            recorded("GET", "/v1/kv/a", &[AUTH, ("if-none-match", "v1")], ""),
+            "parameter If-None-Match",
+        ),
+        (
+            recorded("POST", "/v1/counters/c", &[AUTH, JSON], r#"{"by":"x"}"#),
+            "body",
+        ),
+        (
+            recorded(
+                "POST",
+                "/v1/counters/c",
+                &[AUTH, ("content-type", "text/plain")],
+                "1",
+            ),
+            "type",
+        ),
+        (recorded("PUT", "/v1/kv/a", &[AUTH], ""), "required body"),
+    ] {
+        let found = contract::violation(document, &invalid);
+        assert!(
+            found.as_deref().is_some_and(|f| f.contains(expected)),
+            "{invalid:?}: {found:?}"
+        );
+    }
 }

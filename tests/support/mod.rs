@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test crate uses its own part of this module.
 
+pub mod contract;
 pub mod proxy;
 
 use std::io::Write;
@@ -59,6 +60,8 @@ pub struct Service {
     pub port: u16,
     pub url: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// For a consumer, the proxy that checks what it sends upstream against the contract.
+    tap: Option<proxy::FaultProxy>,
 }
 
 /// Starts `binary` with only `env` (plus `PORT=0` unless given), waits until it logs the port
@@ -95,6 +98,7 @@ pub async fn start(binary: &Path, env: &[(&str, &str)]) -> Service {
         port,
         url: format!("http://127.0.0.1:{port}"),
         logs,
+        tap: None,
     };
     service.wait_ready().await;
     service
@@ -170,6 +174,13 @@ impl Service {
     }
 
     /// Every line it printed so far, stdout and stderr.
+    /// How many requests a consumer has sent upstream, all of them checked against the contract.
+    pub fn requests_upstream(&self) -> usize {
+        self.tap
+            .as_ref()
+            .map_or(0, proxy::FaultProxy::requests_seen)
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -250,11 +261,31 @@ pub async fn spawn_upstream(dir: &Path, instance: &str, extra: &[(&str, &str)]) 
     start(&binary("upstream"), &env).await
 }
 
-/// A consumer binary attached to `upstream_url`.
+/// A consumer binary attached to `upstream_url`. When that names a port on 127.0.0.1, the
+/// consumer reaches it through a proxy that checks every request against the upstream's
+/// contract; the service fails the test when it is dropped if one was outside it.
 pub async fn spawn_consumer(upstream_url: &str, extra: &[(&str, &str)]) -> Service {
-    let mut env = vec![("UPSTREAM_URL", upstream_url)];
+    let tapped = tap(upstream_url).await;
+    let attached = tapped
+        .as_ref()
+        .map_or(upstream_url.to_owned(), |(url, _)| url.clone());
+    let mut env = vec![("UPSTREAM_URL", attached.as_str())];
     env.extend_from_slice(extra);
-    start(&binary("consumer"), &env).await
+    let mut service = start(&binary("consumer"), &env).await;
+    service.tap = tapped.map(|(_, proxy)| proxy);
+    service
+}
+
+/// A contract-checking proxy in front of a local `upstream_url`, and the URL that reaches it
+/// (credentials and path kept).
+async fn tap(upstream_url: &str) -> Option<(String, proxy::FaultProxy)> {
+    let mut url = url::Url::parse(upstream_url).ok()?;
+    if url.scheme() != "http" || url.host_str() != Some("127.0.0.1") {
+        return None;
+    }
+    let proxy = proxy::FaultProxy::start(([127, 0, 0, 1], url.port()?).into()).await;
+    url.set_port(Some(proxy.port)).ok()?;
+    Some((url.to_string(), proxy))
 }
 
 /// The `UPSTREAM_URL` for a spawned upstream on `port`, with the token in the userinfo.

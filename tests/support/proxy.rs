@@ -3,10 +3,16 @@
 //! It forwards bytes both ways and, by its current [`Fault`], delays or withholds what the
 //! upstream sends back, or resets connections. The fault applies to connections already open
 //! (the consumer's pooled ones) as well as new ones.
+//!
+//! It also reads every request that passes towards the upstream and checks it against the
+//! upstream's contract ([`super::contract`]); dropping a proxy that saw a request outside the
+//! contract fails the test, naming the request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::contract;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,7 +37,15 @@ pub enum Fault {
 pub struct FaultProxy {
     pub port: u16,
     fault: Arc<Mutex<Fault>>,
+    checked: Arc<Checked>,
     accept: JoinHandle<()>,
+}
+
+/// What the proxy saw of the requests it passed on.
+#[derive(Default)]
+struct Checked {
+    requests: Mutex<usize>,
+    violations: Mutex<Vec<String>>,
 }
 
 impl FaultProxy {
@@ -42,17 +56,24 @@ impl FaultProxy {
             .expect("the proxy binds");
         let port = listener.local_addr().expect("a bound address").port();
         let fault = Arc::new(Mutex::new(Fault::Pass));
-        let current = fault.clone();
+        let checked = Arc::new(Checked::default());
+        let (current, seen) = (fault.clone(), checked.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(serve(client, target, current.clone()));
+                tokio::spawn(serve(client, target, current.clone(), seen.clone()));
             }
         });
         FaultProxy {
             port,
             fault,
+            checked,
             accept,
         }
+    }
+
+    /// How many complete requests have passed towards the upstream.
+    pub fn requests_seen(&self) -> usize {
+        *self.checked.requests.lock().expect("the count lock")
     }
 
     pub fn set(&self, fault: Fault) {
@@ -67,6 +88,85 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
+        let violations = self.checked.violations.lock().expect("the violations lock");
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "requests to the upstream outside its contract:\n{}",
+                violations.join("\n")
+            );
+        }
+    }
+}
+
+impl Checked {
+    fn record(&self, requests: Vec<contract::Request>) {
+        for request in requests {
+            *self.requests.lock().expect("the count lock") += 1;
+            if let Some(violation) = contract::violation(contract::upstream_document(), &request) {
+                let line = format!("{} {}: {violation}", request.method, request.target);
+                self.violations
+                    .lock()
+                    .expect("the violations lock")
+                    .push(line);
+            }
+        }
+    }
+}
+
+/// Splits the bytes a client sends into the requests they hold.
+#[derive(Default)]
+struct Requests {
+    buffer: Vec<u8>,
+}
+
+impl Requests {
+    /// The requests completed by `bytes`.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<contract::Request> {
+        self.buffer.extend_from_slice(bytes);
+        let mut complete = Vec::new();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Request::new(&mut headers);
+            let head = match parsed.parse(&self.buffer) {
+                Ok(httparse::Status::Complete(head)) => head,
+                Ok(httparse::Status::Partial) => break,
+                Err(error) => {
+                    complete.push(contract::Request {
+                        method: "UNPARSABLE".to_owned(),
+                        target: error.to_string(),
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    });
+                    self.buffer.clear();
+                    break;
+                }
+            };
+            let headers: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    (h.name.to_ascii_lowercase(), value)
+                })
+                .collect();
+            let length: usize = headers
+                .iter()
+                .find(|(name, _)| name == "content-length")
+                .and_then(|(_, value)| value.parse().ok())
+                .unwrap_or(0);
+            if self.buffer.len() < head + length {
+                break;
+            }
+            let request = contract::Request {
+                method: parsed.method.unwrap_or_default().to_owned(),
+                target: parsed.path.unwrap_or_default().to_owned(),
+                headers,
+                body: self.buffer[head..head + length].to_vec(),
+            };
+            self.buffer.drain(..head + length);
+            complete.push(request);
+        }
+        complete
     }
 }
 
@@ -90,10 +190,15 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) {
+async fn serve(
+    client: TcpStream,
+    target: SocketAddr,
+    fault: Arc<Mutex<Fault>>,
+    checked: Arc<Checked>,
+) {
     match now(&fault) {
         Fault::Reset => return reset(client),
-        Fault::Blackhole => return hold(client).await,
+        Fault::Blackhole => return hold(client, &checked).await,
         Fault::Pass | Fault::Latency(_) | Fault::LoseNextAnswer => {}
     }
     let Ok(upstream) = TcpStream::connect(target).await else {
@@ -103,11 +208,13 @@ async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) 
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let outbound = async {
         let mut buffer = vec![0; 16 * 1024];
+        let mut requests = Requests::default();
         loop {
             let n = match client_read.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            checked.record(requests.feed(&buffer[..n]));
             if upstream_write.write_all(&buffer[..n]).await.is_err() {
                 return;
             }
@@ -143,12 +250,14 @@ async fn serve(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Fault>>) 
     }
 }
 
-/// Reads and discards what the client sends, answering nothing, until it goes away.
-async fn hold(mut client: TcpStream) {
+/// Reads (and checks) what the client sends, answering nothing, until it goes away.
+async fn hold(mut client: TcpStream, checked: &Checked) {
     let mut buffer = vec![0; 16 * 1024];
+    let mut requests = Requests::default();
     while let Ok(n) = client.read(&mut buffer).await {
         if n == 0 {
             return;
         }
+        checked.record(requests.feed(&buffer[..n]));
     }
 }

@@ -66,8 +66,9 @@ impl utoipa::PartialSchema for Key {
             .min_length(Some(1))
             .max_length(Some(MAX_LEN))
             .description(Some(
-                "1–256 characters of A-Z a-z 0-9 . _ : / -, in /-separated segments none of \
-                 which is empty, . or ..",
+                "1–256 characters of A-Z a-z 0-9 . _ : / -, in segments split by `/` none of \
+                 which is empty, `.` or `..`. In a path, write each `/` of a key as `%2F` (a \
+                 raw `/` is accepted too).",
             ))
             .into()
     }

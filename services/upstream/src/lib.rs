@@ -29,7 +29,7 @@ use std::io;
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpServer, web};
-pub use api::openapi::ApiDoc;
+pub use api::openapi::{ApiDoc, document as api_document};
 pub use settings::{DEFAULT_PORT, Settings};
 use shared::config::ConfigError;
 use shared::health::Lifecycle;

@@ -33,6 +33,12 @@ pub use breaker::{Breaker, Circuit};
 use crate::links::{Code, LinkDocument};
 use crate::settings::Settings;
 
+/// Where a link's document and its click counter live upstream: `links/{code}` and
+/// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
+/// (OpenAPI 3.1, path templating), so this is how the contract lets a client name such a key.
+const LINKS: &str = "links%2F";
+const CLICKS: &str = "clicks%2F";
+
 /// Why a call to the upstream did not give an answer the consumer can use. The messages are for
 /// logs: they never contain credentials or the upstream's bodies.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -183,7 +189,7 @@ impl Upstream {
 
     /// The link stored under `code`, if any.
     pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, UpstreamError> {
-        let path = format!("v1/kv/links/{code}");
+        let path = format!("v1/kv/{LINKS}{code}");
         let reply = self
             .call(Method::GET, &path, None, HeaderMap::new())
             .await?;
@@ -204,7 +210,7 @@ impl Upstream {
         code: &Code,
         document: &LinkDocument,
     ) -> Result<Created, UpstreamError> {
-        let path = format!("v1/kv/links/{code}");
+        let path = format!("v1/kv/{LINKS}{code}");
         let body = serde_json::to_vec(document).expect("a link document serializes");
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
@@ -225,7 +231,7 @@ impl Upstream {
         struct Counter {
             value: i64,
         }
-        let path = format!("v1/counters/clicks/{code}");
+        let path = format!("v1/counters/{CLICKS}{code}");
         let reply = self
             .call(Method::GET, &path, None, HeaderMap::new())
             .await?;
@@ -240,7 +246,7 @@ impl Upstream {
         by: u64,
         idempotency_key: &str,
     ) -> Result<(), UpstreamError> {
-        let path = format!("v1/counters/clicks/{code}");
+        let path = format!("v1/counters/{CLICKS}{code}");
         let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
         let mut headers = HeaderMap::new();
         let key = HeaderValue::from_str(idempotency_key)

@@ -301,7 +301,7 @@ async fn the_request_id_is_forwarded_upstream() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let request = seen.await.unwrap();
-    assert!(request.starts_with("get /v1/kv/links/abc "), "{request}");
+    assert!(request.starts_with("get /v1/kv/links%2fabc "), "{request}");
     assert!(request.contains("x-request-id: trace-42"), "{request}");
 }
 
