@@ -15,6 +15,7 @@
 //! - [`health`]: the [`health::Lifecycle`] that turns readiness off while draining, and the
 //!   `/livez` handler.
 //! - [`healthcheck`]: the `healthcheck` subcommand images use as their `HEALTHCHECK`.
+//! - [`json`]: JSON request bodies read as structs only from objects.
 //! - [`logging`]: env_logger on stdout, one line per request and per notable event.
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one; make it visible to errors.
 //! - [`problem`]: RFC 9457 `application/problem+json` for every error a client can see,
@@ -28,6 +29,7 @@ pub mod app;
 pub mod config;
 pub mod health;
 pub mod healthcheck;
+pub mod json;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

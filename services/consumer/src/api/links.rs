@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use shared::json::Object;
 
 use super::{ApiError, State};
 use crate::links::{Code, LinkDocument, target_schema, validate_target};
@@ -84,9 +85,9 @@ impl State {
         UpstreamFailures))]
 pub async fn create(
     state: web::Data<State>,
-    body: web::Json<NewLink>,
+    body: web::Json<Object<NewLink>>,
 ) -> Result<HttpResponse, ApiError> {
-    let NewLink { url, code } = body.into_inner();
+    let NewLink { url, code } = body.into_inner().into_inner();
     let target = validate_target(&url, &state.public_url)?;
     let document = LinkDocument::new(&target);
     let code = match code {

@@ -161,6 +161,13 @@ async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+    assert_problem(
+        post("application/json", r#"["https://e.com", null]"#)
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     let big = "x".repeat(consumer::BODY_LIMIT);
     let too_large = consumer
         .client

@@ -7,6 +7,7 @@
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use shared::json::Object;
 use shared::openapi::Pattern;
 use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
@@ -98,7 +99,7 @@ pub async fn increment(
     let by = if body.is_empty() {
         1
     } else {
-        parse_json::<Option<IncrementBy>>(&req, &body)?.map_or(one(), |body| body.by)
+        parse_json::<Option<Object<IncrementBy>>>(&req, &body)?.map_or(one(), |body| body.0.by)
     };
     let idempotency_key = header_text(&req, &IDEMPOTENCY_KEY)?
         .map(|key| {

@@ -116,6 +116,13 @@ async fn a_bad_increment_body_is_refused_with_the_right_status() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+    for not_an_object in ["[]", "[5]", "5"] {
+        assert_problem(
+            send("application/json", not_an_object).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
     let value = app
         .client
         .get(app.url("/v1/counters/c"))
