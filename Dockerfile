@@ -17,8 +17,10 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared/Cargo.toml shared/
 COPY services/upstream/Cargo.toml services/upstream/
 COPY services/consumer/Cargo.toml services/consumer/
-RUN mkdir -p shared/src services/upstream/src services/consumer/src tests \
- && touch shared/src/lib.rs services/upstream/src/lib.rs services/consumer/src/lib.rs tests/e2e.rs \
+COPY testkit/Cargo.toml testkit/
+RUN mkdir -p shared/src services/upstream/src services/consumer/src testkit/src tests \
+ && touch shared/src/lib.rs services/upstream/src/lib.rs services/consumer/src/lib.rs \
+    testkit/src/lib.rs tests/e2e.rs \
  && echo 'fn main() {}' > services/upstream/src/main.rs \
  && cp services/upstream/src/main.rs services/consumer/src/main.rs \
  && target="$(rustc -vV | sed -n 's/^host: //p')" \

@@ -8,8 +8,6 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +18,13 @@ use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use support::contract;
-use support::proxy::{Fault, FaultProxy};
-use support::{
+use testkit::contract;
+use testkit::process::{
     Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
     spawn_consumer, spawn_upstream,
 };
+use testkit::proxy::{Fault, FaultProxy};
+use testkit::{assert_problem, backends, eventually};
 
 /// The two ports under test, spawned here or already running.
 struct Stack {
@@ -100,29 +99,6 @@ async fn shorten_ok(client: &Client, consumer: &str, url: &str) -> String {
 
 async fn get_json(client: &Client, url: impl reqwest::IntoUrl) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    body
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !probe().await {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]
@@ -267,11 +243,7 @@ async fn the_consumer_starts_without_its_upstream_and_recovers_when_it_comes() {
     ) {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (port, _held) = backends::refusing_port();
     let consumer = spawn_consumer(&attach(port), &[("CIRCUIT_COOLDOWN", "500ms")]).await;
     let client = client();
     let live = client
@@ -285,8 +257,11 @@ async fn the_consumer_starts_without_its_upstream_and_recovers_when_it_comes() {
     assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let port_text = port.to_string();
-    let _upstream = spawn_upstream(dir.path(), "late", &[("PORT", &port_text)]).await;
+    let upstream = spawn_upstream(dir.path(), "late", &[]).await;
+    // The consumer's address for its upstream stays the same; behind it, the upstream is up.
+    consumer
+        .upstream_proxy()
+        .retarget(([127, 0, 0, 1], upstream.port).into());
     let started = Instant::now();
     eventually(
         Duration::from_secs(5),
@@ -399,8 +374,10 @@ async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowle
     )
     .await;
 
-    let port_text = port.to_string();
-    let _upstream = spawn_upstream(dir.path(), "victim", &[("PORT", &port_text)]).await;
+    let upstream = spawn_upstream(dir.path(), "victim", &[]).await;
+    consumer
+        .upstream_proxy()
+        .retarget(([127, 0, 0, 1], upstream.port).into());
     let restarted = Instant::now();
     eventually(
         Duration::from_secs(10),
@@ -691,7 +668,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 #[test]
 fn the_contract_checker_admits_what_the_consumer_sends() {
-    let document = contract::upstream_document();
+    let document = contract::upstream_document(true);
     for valid in [
         recorded("GET", "/v1/info", &[AUTH], ""),
         recorded("GET", "/v1/kv/links%2Fabc", &[AUTH], ""),
@@ -714,7 +691,7 @@ fn the_contract_checker_admits_what_the_consumer_sends() {
 
 #[test]
 fn the_contract_checker_names_each_kind_of_departure() {
-    let document = contract::upstream_document();
+    let document = contract::upstream_document(true);
     for (invalid, expected) in [
         (recorded("GET", "/v2/info", &[AUTH], ""), "no operation"),
         (recorded("GET", "/v1/info", &[], ""), "no credentials"),

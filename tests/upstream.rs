@@ -5,8 +5,6 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use support::{Service, binary, run_to_exit, start};
+use testkit::process::{Service, binary, run_to_exit, start};
 
 async fn upstream(database: &Path, extra: &[(&str, &str)]) -> Service {
     let database = database.to_str().unwrap();

@@ -5,14 +5,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    assert_problem, eventually, spawn_consumer, spawn_consumer_with, spawn_upstream,
-};
+use testkit::{assert_problem, eventually, inprocess};
 
 #[tokio::test]
 async fn a_link_is_created_followed_and_counted() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
 
     let created = consumer
         .shorten(json!({"url": "https://example.com/page?q=1"}))
@@ -43,15 +41,15 @@ async fn a_link_is_created_followed_and_counted() {
     eventually(
         Duration::from_secs(5),
         "clicks reach the upstream",
-        || async { upstream.clicks(code).await == 3 },
+        || async { upstream.counter(&format!("clicks/{code}")).await == 3 },
     )
     .await;
 }
 
 #[tokio::test]
 async fn a_custom_code_is_used_and_cannot_be_taken_twice() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer_with(&upstream.url, |s| {
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer_with(&upstream.attach_url(), |s| {
         s.public_url = "https://sho.rt/x/".parse().unwrap();
     })
     .await;
@@ -79,8 +77,8 @@ async fn a_custom_code_is_used_and_cannot_be_taken_twice() {
 
 #[tokio::test]
 async fn codes_that_could_reach_other_upstream_paths_are_refused() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     for code in [
         ".",
         "..",
@@ -101,8 +99,8 @@ async fn codes_that_could_reach_other_upstream_paths_are_refused() {
 
 #[tokio::test]
 async fn targets_that_are_not_plain_http_urls_elsewhere_are_refused() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     let long = format!("https://example.com/{}", "a".repeat(2040));
     for url in [
         "ftp://example.com/",
@@ -129,8 +127,8 @@ async fn targets_that_are_not_plain_http_urls_elsewhere_are_refused() {
 
 #[tokio::test]
 async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     let post = |content_type: &'static str, body: &'static str| {
         consumer
             .client
@@ -181,8 +179,8 @@ async fn bodies_that_are_not_link_requests_get_400_415_or_422() {
 
 #[tokio::test]
 async fn the_longest_valid_request_is_accepted_however_its_json_is_escaped() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     let prefix = "https://example.com/";
     let url = format!(
         "{prefix}{}",
@@ -215,8 +213,8 @@ async fn the_longest_valid_request_is_accepted_however_its_json_is_escaped() {
 
 #[tokio::test]
 async fn unknown_and_impossible_codes_are_404_problems() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     for path in ["/nope", "/a.b", "/api", "/api/links/nope", "/api/links/a.b"] {
         let response = consumer
             .client
@@ -230,8 +228,8 @@ async fn unknown_and_impossible_codes_are_404_problems() {
 
 #[tokio::test]
 async fn clicks_pending_at_shutdown_reach_the_upstream() {
-    let upstream = spawn_upstream().await;
-    let mut consumer = spawn_consumer_with(&upstream.url, |s| {
+    let upstream = inprocess::upstream().await;
+    let mut consumer = inprocess::consumer_with(&upstream.attach_url(), |s| {
         s.click_flush_interval = Duration::from_secs(3600);
     })
     .await;
@@ -239,16 +237,22 @@ async fn clicks_pending_at_shutdown_reach_the_upstream() {
     for _ in 0..5 {
         assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
     }
-    assert_eq!(upstream.clicks(&code).await, 0, "flushed before shutdown");
+    assert_eq!(
+        upstream.counter(&format!("clicks/{code}")).await,
+        0,
+        "flushed before shutdown"
+    );
     consumer.stop().await;
-    assert_eq!(upstream.clicks(&code).await, 5);
+    assert_eq!(upstream.counter(&format!("clicks/{code}")).await, 5);
 }
 
 #[tokio::test]
 async fn status_names_the_attached_instance_without_its_secret() {
     let upstream = spawn_upstream_with_token("s3cret").await;
-    let url = upstream.url.replace("http://", "http://portbound:s3cret@");
-    let consumer = spawn_consumer(&url).await;
+    let url = upstream
+        .attach_url()
+        .replace("http://", "http://portbound:s3cret@");
+    let consumer = inprocess::consumer(&url).await;
     let status = consumer.get_json("/api/status").await;
     let reported = &status["upstream"];
     assert_eq!(reported["instance"], "upstream-t");
@@ -263,8 +267,8 @@ async fn status_names_the_attached_instance_without_its_secret() {
     consumer.shorten_ok("https://example.com/").await;
 }
 
-async fn spawn_upstream_with_token(token: &str) -> crate::helpers::TestUpstream {
-    crate::helpers::spawn_upstream_with(|s| {
+async fn spawn_upstream_with_token(token: &str) -> inprocess::Upstream {
+    inprocess::upstream_with(|s| {
         s.access_token = upstream::settings::AccessToken::parse(token);
         s.instance_name = "upstream-t".to_owned();
     })
@@ -274,8 +278,10 @@ async fn spawn_upstream_with_token(token: &str) -> crate::helpers::TestUpstream 
 #[tokio::test]
 async fn wrong_credentials_are_a_502_that_does_not_leak_them() {
     let upstream = spawn_upstream_with_token("s3cret").await;
-    let url = upstream.url.replace("http://", "http://portbound:wr0ng@");
-    let consumer = spawn_consumer(&url).await;
+    let url = upstream
+        .attach_url()
+        .replace("http://", "http://portbound:wr0ng@");
+    let consumer = inprocess::consumer(&url).await;
     let response = consumer
         .shorten(json!({"url": "https://example.com/"}))
         .await;
@@ -298,7 +304,7 @@ async fn the_request_id_is_forwarded_upstream() {
         socket.write_all(answer.as_bytes()).await.unwrap();
         String::from_utf8_lossy(&head[..n]).to_lowercase()
     });
-    let consumer = spawn_consumer(&format!("http://127.0.0.1:{port}/")).await;
+    let consumer = inprocess::consumer(&format!("http://127.0.0.1:{port}/")).await;
     let response = consumer
         .client
         .get(consumer.url("/abc"))
@@ -314,8 +320,8 @@ async fn the_request_id_is_forwarded_upstream() {
 
 #[tokio::test]
 async fn targets_of_every_shape_the_document_admits_are_accepted() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     for url in [
         "HTTPS://Example.COM",
         "http://a_b-c.example:8443?q=<script>",
@@ -330,8 +336,8 @@ async fn targets_of_every_shape_the_document_admits_are_accepted() {
 
 #[tokio::test]
 async fn methods_a_path_does_not_serve_are_405_with_allow() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     for (method, path, allow) in [
         ("TRACE", "/readyz", "GET"),
         ("DELETE", "/api/status", "GET"),
@@ -359,8 +365,8 @@ async fn methods_a_path_does_not_serve_are_405_with_allow() {
 
 #[tokio::test]
 async fn the_openapi_document_and_metrics_are_served() {
-    let upstream = spawn_upstream().await;
-    let consumer = spawn_consumer(&upstream.url).await;
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
     let doc = consumer.get_json("/openapi.json").await;
     for path in ["/api/links", "/{code}", "/api/links/{code}", "/api/status"] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");

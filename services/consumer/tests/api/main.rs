@@ -4,6 +4,5 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
-mod helpers;
 mod links;
 mod resilience;

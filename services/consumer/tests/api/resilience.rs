@@ -5,15 +5,17 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{
-    assert_problem, closed_port, eventually, never_answering, spawn_consumer_with,
-    spawn_upstream_with,
-};
+use testkit::backends::{never_answering, refusing_port};
+use testkit::proxy::FaultProxy;
+use testkit::{assert_problem, eventually, inprocess};
 
 #[tokio::test]
 async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
-    let port = closed_port();
-    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+    // The consumer's upstream address is a proxy to a port that refuses connections, until
+    // the proxy is pointed at the upstream once it runs.
+    let (refusing, _held) = refusing_port();
+    let address = FaultProxy::start_open(([127, 0, 0, 1], refusing).into()).await;
+    let consumer = inprocess::consumer_with(&address.url(), |s| {
         s.circuit_cooldown = Duration::from_millis(200);
     })
     .await;
@@ -39,7 +41,8 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
     assert!(retry_after >= 1);
     assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
 
-    let _upstream = spawn_upstream_with(|s| s.server.port = port).await;
+    let upstream = inprocess::upstream().await;
+    address.retarget(([127, 0, 0, 1], upstream.port).into());
     eventually(
         Duration::from_secs(5),
         "the consumer uses the returned upstream",
@@ -58,8 +61,8 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
-    let port = closed_port();
-    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+    let (port, _held) = refusing_port();
+    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
         s.circuit_failures = 2;
         s.circuit_cooldown = Duration::from_secs(30);
     })
@@ -98,7 +101,7 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
 #[tokio::test]
 async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
     let (port, _never_answering) = never_answering().await;
-    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
         s.connect_timeout = Duration::from_millis(200);
         s.timeout = Duration::from_millis(400);
     })
@@ -117,7 +120,7 @@ async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
 async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
     let (port, _never_answering) = never_answering().await;
     // A generous call deadline: readiness must not wait for it.
-    let consumer = spawn_consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
         s.timeout = Duration::from_secs(10);
     })
     .await;
@@ -135,18 +138,16 @@ async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
 async fn clicks_made_before_an_outage_arrive_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("upstream.sqlite3").display().to_string();
-    let port = closed_port();
     let start_upstream = || {
         let database = database.clone();
-        spawn_upstream_with(move |s| {
-            s.server.port = port;
-            s.database_path = database;
-        })
+        inprocess::upstream_with(move |s| s.database_path = database)
     };
     let upstream = start_upstream().await;
+    // The consumer reaches each upstream through one address, whichever port it runs on.
+    let address = FaultProxy::start_open(([127, 0, 0, 1], upstream.port).into()).await;
     // The flusher ticks at once (nothing to send) and then after a second; the redirects and
     // the outage below take milliseconds, so the clicks are still unsent when it goes.
-    let consumer = spawn_consumer_with(&upstream.url, |s| {
+    let consumer = inprocess::consumer_with(&address.url(), |s| {
         s.click_flush_interval = Duration::from_secs(1);
         s.circuit_cooldown = Duration::from_millis(100);
     })
@@ -156,18 +157,7 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
     for _ in 0..4 {
         assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
     }
-    upstream.lifecycle.request_stop();
     drop(upstream);
-    eventually(
-        Duration::from_secs(5),
-        "the upstream port closes",
-        || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-        },
-    )
-    .await;
     let metrics = || async {
         let url = consumer.url("/metrics");
         reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -184,10 +174,11 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
     .await;
 
     let upstream = start_upstream().await;
+    address.retarget(([127, 0, 0, 1], upstream.port).into());
     eventually(
         Duration::from_secs(5),
         "the kept clicks are counted once",
-        || async { upstream.clicks(&code).await == 4 },
+        || async { upstream.counter(&format!("clicks/{code}")).await == 4 },
     )
     .await;
     eventually(
@@ -196,5 +187,9 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
         || async { metrics().await.contains("consumer_clicks_pending 0") },
     )
     .await;
-    assert_eq!(upstream.clicks(&code).await, 4, "counted more than once");
+    assert_eq!(
+        upstream.counter(&format!("clicks/{code}")).await,
+        4,
+        "counted more than once"
+    );
 }

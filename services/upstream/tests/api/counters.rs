@@ -3,11 +3,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app};
+use testkit::{assert_problem, inprocess};
 
 #[tokio::test]
 async fn a_counter_never_incremented_reads_zero() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let response = app
         .client
         .get(app.url("/v1/counters/clicks/new"))
@@ -23,7 +23,7 @@ async fn a_counter_never_incremented_reads_zero() {
 
 #[tokio::test]
 async fn increments_add_one_by_default_or_the_amount_given() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let once = app.increment("c", None, None).await;
     assert_eq!(
         once.json::<Value>().await.unwrap(),
@@ -37,7 +37,7 @@ async fn increments_add_one_by_default_or_the_amount_given() {
 
 #[tokio::test]
 async fn a_retried_increment_with_the_same_idempotency_key_counts_once() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let first = app
         .increment("c", Some(json!({"by": 3})), Some("batch-1"))
         .await;
@@ -58,7 +58,7 @@ async fn a_retried_increment_with_the_same_idempotency_key_counts_once() {
 
 #[tokio::test]
 async fn an_idempotency_key_reused_for_another_amount_is_422() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     app.increment("c", Some(json!({"by": 1})), Some("k")).await;
     let reused = app.increment("c", Some(json!({"by": 2})), Some("k")).await;
     assert_problem(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -66,7 +66,7 @@ async fn an_idempotency_key_reused_for_another_amount_is_422() {
 
 #[tokio::test]
 async fn two_clients_of_1000_concurrent_increments_count_exactly_2000() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let clients = [reqwest::Client::new(), reqwest::Client::new()];
     let url = app.url("/v1/counters/hot");
     let tasks: Vec<_> = clients
@@ -88,7 +88,7 @@ async fn two_clients_of_1000_concurrent_increments_count_exactly_2000() {
 
 #[tokio::test]
 async fn a_bad_increment_body_is_refused_with_the_right_status() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let send = |content_type: &'static str, body: &'static str| {
         app.client
             .post(app.url("/v1/counters/c"))
@@ -134,14 +134,14 @@ async fn a_bad_increment_body_is_refused_with_the_right_status() {
 
 #[tokio::test]
 async fn a_null_body_adds_one_as_no_body_does() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let response = app.increment("c", Some(Value::Null), None).await;
     assert_eq!(response.json::<Value>().await.unwrap()["value"], 1);
 }
 
 #[tokio::test]
 async fn an_increment_past_the_64_bit_range_is_422() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     app.increment("c", Some(json!({"by": i64::MAX})), None)
         .await;
     let over = app.increment("c", None, None).await;
@@ -150,7 +150,7 @@ async fn an_increment_past_the_64_bit_range_is_422() {
 
 #[tokio::test]
 async fn an_unusable_idempotency_key_is_400() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let long = "k".repeat(256);
     let response = app.increment("c", None, Some(&long)).await;
     assert_problem(response, StatusCode::BAD_REQUEST).await;

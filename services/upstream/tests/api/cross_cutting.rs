@@ -3,13 +3,14 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use testkit::{assert_problem, inprocess};
 use upstream::settings::AccessToken;
 
 #[tokio::test]
 async fn with_a_token_v1_needs_it_as_bearer_or_basic_password() {
     let app =
-        spawn_app_with(|s| s.access_token = Some(AccessToken::parse("s3cret").unwrap())).await;
+        inprocess::upstream_with(|s| s.access_token = Some(AccessToken::parse("s3cret").unwrap()))
+            .await;
     let info = || app.client.get(app.url("/v1/info"));
 
     let missing = info().send().await.unwrap();
@@ -37,7 +38,8 @@ async fn with_a_token_v1_needs_it_as_bearer_or_basic_password() {
 #[tokio::test]
 async fn probes_metrics_and_the_contract_stay_open_with_a_token() {
     let app =
-        spawn_app_with(|s| s.access_token = Some(AccessToken::parse("s3cret").unwrap())).await;
+        inprocess::upstream_with(|s| s.access_token = Some(AccessToken::parse("s3cret").unwrap()))
+            .await;
     for path in ["/livez", "/readyz", "/metrics", "/openapi.json"] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -46,7 +48,7 @@ async fn probes_metrics_and_the_contract_stay_open_with_a_token() {
 
 #[tokio::test]
 async fn info_names_the_instance_and_counts_keys() {
-    let app = spawn_app_with(|s| s.instance_name = "upstream-b".to_owned()).await;
+    let app = inprocess::upstream_with(|s| s.instance_name = "upstream-b".to_owned()).await;
     app.put_json("a", &json!(1)).await;
     app.put_json("b", &json!(2)).await;
     let response = app.client.get(app.url("/v1/info")).send().await.unwrap();
@@ -61,7 +63,7 @@ async fn info_names_the_instance_and_counts_keys() {
 
 #[tokio::test]
 async fn every_response_names_the_instance() {
-    let app = spawn_app_with(|s| s.instance_name = "a1".to_owned()).await;
+    let app = inprocess::upstream_with(|s| s.instance_name = "a1".to_owned()).await;
     for path in ["/livez", "/nowhere", "/v1/kv/missing"] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.headers()["x-instance"], "a1", "{path}");
@@ -70,7 +72,7 @@ async fn every_response_names_the_instance() {
 
 #[tokio::test]
 async fn a_sane_request_id_is_echoed_and_a_bad_one_replaced() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let echoed = app
         .client
         .get(app.url("/v1/kv/missing"))
@@ -98,7 +100,7 @@ async fn a_sane_request_id_is_echoed_and_a_bad_one_replaced() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_get_problems() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let missing = app.client.get(app.url("/nowhere")).send().await.unwrap();
     assert_problem(missing, StatusCode::NOT_FOUND).await;
 
@@ -109,7 +111,7 @@ async fn unknown_paths_and_methods_get_problems() {
 
 #[tokio::test]
 async fn every_known_path_answers_an_unserved_method_with_405_and_allow() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     for (method, path, allow) in [
         ("TRACE", "/readyz", "GET"),
         ("POST", "/livez", "GET"),
@@ -137,7 +139,7 @@ async fn every_known_path_answers_an_unserved_method_with_405_and_allow() {
 
 #[tokio::test]
 async fn liveness_and_readiness_answer_and_readiness_turns_503_while_draining() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let live = app.client.get(app.url("/livez")).send().await.unwrap();
     assert_eq!(live.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -155,7 +157,7 @@ async fn liveness_and_readiness_answer_and_readiness_turns_503_while_draining() 
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_request_counts() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     app.put_json("k", &json!(1)).await;
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -174,7 +176,7 @@ async fn metrics_are_prometheus_text_with_request_counts() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_the_v1_contract() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let doc: Value = app
         .client
         .get(app.url("/openapi.json"))
@@ -208,7 +210,7 @@ async fn the_openapi_document_describes_the_v1_contract() {
 
 #[tokio::test]
 async fn with_a_token_the_document_asks_for_it_on_v1_only() {
-    let app = spawn_app_with(|settings| {
+    let app = inprocess::upstream_with(|settings| {
         settings.access_token = Some(AccessToken::parse("s3cret").unwrap());
     })
     .await;

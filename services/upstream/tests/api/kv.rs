@@ -3,11 +3,12 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, etag, spawn_app, spawn_app_with};
+use reqwest::Response;
+use testkit::{assert_problem, inprocess};
 
 #[tokio::test]
 async fn put_creates_with_201_then_replaces_with_200_and_a_new_etag() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
 
     let created = app
         .put_json("links/abc", &json!({"url": "https://example.com"}))
@@ -26,7 +27,7 @@ async fn put_creates_with_201_then_replaces_with_200_and_a_new_etag() {
 
 #[tokio::test]
 async fn get_returns_the_stored_json_with_its_etag() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let value = json!({"nested": {"list": [1, "two", null]}, "n": 1.5});
     let put = app.put_json("k", &value).await;
 
@@ -39,14 +40,14 @@ async fn get_returns_the_stored_json_with_its_etag() {
 
 #[tokio::test]
 async fn get_of_an_unknown_key_is_a_404_problem() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let body = assert_problem(app.get_key("missing").await, StatusCode::NOT_FOUND).await;
     assert!(body["detail"].as_str().unwrap().contains("missing"));
 }
 
 #[tokio::test]
 async fn get_with_the_current_etag_in_if_none_match_is_304() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let tag = etag(&app.put_json("k", &json!(1)).await);
 
     let cached = app
@@ -73,7 +74,7 @@ async fn get_with_the_current_etag_in_if_none_match_is_304() {
 
 #[tokio::test]
 async fn if_none_match_star_creates_only() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let create = || {
         app.client
             .put(app.url("/v1/kv/once"))
@@ -96,7 +97,7 @@ async fn if_none_match_star_creates_only() {
 
 #[tokio::test]
 async fn if_match_replaces_only_the_named_version() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let v1 = etag(&app.put_json("k", &json!(1)).await);
     let v2 = etag(&app.put_json("k", &json!(2)).await);
     let put_if = |tag: String| {
@@ -122,7 +123,7 @@ async fn if_match_replaces_only_the_named_version() {
 
 #[tokio::test]
 async fn if_match_on_a_missing_key_fails_and_creates_nothing() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     for tag in ["*", "\"1\""] {
         let response = app
             .client
@@ -139,7 +140,7 @@ async fn if_match_on_a_missing_key_fails_and_creates_nothing() {
 
 #[tokio::test]
 async fn a_malformed_conditional_header_is_a_400() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let response = app
         .client
         .put(app.url("/v1/kv/k"))
@@ -162,7 +163,7 @@ async fn a_malformed_conditional_header_is_a_400() {
 
 #[tokio::test]
 async fn if_match_and_if_none_match_are_both_checked_and_both_must_hold() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let tag = etag(&app.put_json("k", &json!(1)).await);
     let put = |if_match: &str, if_none_match: &str| {
         app.client
@@ -186,7 +187,7 @@ async fn if_match_and_if_none_match_are_both_checked_and_both_must_hold() {
 
 #[tokio::test]
 async fn an_empty_list_of_tags_matches_no_version() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     app.put_json("k", &json!(1)).await;
     let with = |name: &str| {
         app.client
@@ -205,7 +206,7 @@ async fn an_empty_list_of_tags_matches_no_version() {
 
 #[tokio::test]
 async fn of_concurrent_writers_on_one_version_exactly_one_wins() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let tag = etag(&app.put_json("contended", &json!(0)).await);
     let writers = (0..32).map(|n| {
         app.client
@@ -238,7 +239,7 @@ async fn futures_statuses(
 
 #[tokio::test]
 async fn delete_answers_204_then_404() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     app.put_json("k", &json!(1)).await;
     let delete = || app.client.delete(app.url("/v1/kv/k")).send();
     assert_eq!(delete().await.unwrap().status(), StatusCode::NO_CONTENT);
@@ -248,7 +249,7 @@ async fn delete_answers_204_then_404() {
 
 #[tokio::test]
 async fn delete_with_a_stale_if_match_is_412_and_keeps_the_value() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let old = etag(&app.put_json("k", &json!(1)).await);
     app.put_json("k", &json!(2)).await;
     let response = app
@@ -264,7 +265,7 @@ async fn delete_with_a_stale_if_match_is_412_and_keeps_the_value() {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_400() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let response = app
         .client
         .put(app.url("/v1/kv/k"))
@@ -279,7 +280,7 @@ async fn a_body_that_is_not_json_is_a_400() {
 
 #[tokio::test]
 async fn a_body_not_declared_as_json_is_a_415() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     let response = app
         .client
         .put(app.url("/v1/kv/k"))
@@ -293,7 +294,7 @@ async fn a_body_not_declared_as_json_is_a_415() {
 
 #[tokio::test]
 async fn a_value_over_the_limit_is_a_413() {
-    let app = spawn_app_with(|settings| settings.max_value_bytes = 100).await;
+    let app = inprocess::upstream_with(|settings| settings.max_value_bytes = 100).await;
     let fits = json!("x".repeat(90));
     assert_eq!(app.put_json("k", &fits).await.status(), StatusCode::CREATED);
     let too_big = json!("x".repeat(101));
@@ -306,7 +307,7 @@ async fn a_value_over_the_limit_is_a_413() {
 
 #[tokio::test]
 async fn keys_that_could_escape_or_confuse_a_path_are_400() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     for key in ["a//b", "a/", "a%20b", "a%25b", "%C3%A9", &"k".repeat(257)] {
         let response = app.put_json(key, &json!(1)).await;
         assert_problem(response, StatusCode::BAD_REQUEST).await;
@@ -326,7 +327,7 @@ async fn keys_that_could_escape_or_confuse_a_path_are_400() {
 
 #[tokio::test]
 async fn listing_pages_through_a_prefix_in_key_order() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     for key in ["links/c", "links/a", "other/x", "links/b", "linkz"] {
         app.put_json(key, &json!(key)).await;
     }
@@ -371,7 +372,7 @@ async fn listing_pages_through_a_prefix_in_key_order() {
 
 #[tokio::test]
 async fn listing_refuses_a_bad_limit_or_prefix() {
-    let app = spawn_app().await;
+    let app = inprocess::upstream().await;
     for query in ["limit=0", "limit=1001", "limit=ten", "prefix=a%20b"] {
         let response = app
             .client
@@ -388,4 +389,8 @@ async fn listing_refuses_a_bad_limit_or_prefix() {
         .await
         .unwrap();
     assert_eq!(max.status(), StatusCode::OK);
+}
+
+fn etag(response: &Response) -> String {
+    response.headers()["etag"].to_str().unwrap().to_owned()
 }

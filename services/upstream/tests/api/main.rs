@@ -6,5 +6,4 @@
 
 mod counters;
 mod cross_cutting;
-mod helpers;
 mod kv;

@@ -33,10 +33,13 @@ impl Request {
     }
 }
 
-/// The upstream's document, as its binary serves it when `ACCESS_TOKEN` is set.
-pub fn upstream_document() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| upstream::api_document(true))
+/// The upstream's document as an upstream serves it: `with_token` when its `ACCESS_TOKEN` is
+/// set (as for every upstream binary the tests start), without for an open one.
+pub fn upstream_document(with_token: bool) -> &'static Value {
+    static WITH_TOKEN: OnceLock<Value> = OnceLock::new();
+    static OPEN: OnceLock<Value> = OnceLock::new();
+    let cell = if with_token { &WITH_TOKEN } else { &OPEN };
+    cell.get_or_init(|| upstream::api_document(with_token))
 }
 
 /// Why `request` is not valid against `document`, or `None` when it is.

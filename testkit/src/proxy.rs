@@ -5,14 +5,16 @@
 //! (the consumer's pooled ones) as well as new ones.
 //!
 //! It also reads every request that passes towards the upstream and checks it against the
-//! upstream's contract ([`super::contract`]); dropping a proxy that saw a request outside the
+//! upstream's contract ([`crate::contract`]); dropping a proxy that saw a request outside the
 //! contract fails the test, naming the request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::contract;
+use serde_json::Value;
+
+use crate::contract;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,38 +39,63 @@ pub enum Fault {
 pub struct FaultProxy {
     pub port: u16,
     fault: Arc<Mutex<Fault>>,
+    target: Arc<Mutex<SocketAddr>>,
     checked: Arc<Checked>,
     accept: JoinHandle<()>,
 }
 
-/// What the proxy saw of the requests it passed on.
-#[derive(Default)]
+/// What the proxy saw of the requests it passed on, and the contract it holds them to.
 struct Checked {
+    contract: &'static Value,
     requests: Mutex<usize>,
     violations: Mutex<Vec<String>>,
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 (any free port) and forwards to `target`.
+    /// Listens on 127.0.0.1 (any free port) and forwards to `target`; while nothing listens
+    /// there, it resets the connections it accepts.
     pub async fn start(target: SocketAddr) -> Self {
+        Self::checking(target, contract::upstream_document(true)).await
+    }
+
+    /// A proxy in front of an upstream that runs without `ACCESS_TOKEN`, whose contract asks
+    /// for no credentials.
+    pub async fn start_open(target: SocketAddr) -> Self {
+        Self::checking(target, contract::upstream_document(false)).await
+    }
+
+    async fn checking(target: SocketAddr, contract: &'static Value) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the proxy binds");
         let port = listener.local_addr().expect("a bound address").port();
         let fault = Arc::new(Mutex::new(Fault::Pass));
-        let checked = Arc::new(Checked::default());
-        let (current, seen) = (fault.clone(), checked.clone());
+        let target = Arc::new(Mutex::new(target));
+        let checked = Arc::new(Checked {
+            contract,
+            requests: Mutex::default(),
+            violations: Mutex::default(),
+        });
+        let (current, to, seen) = (fault.clone(), target.clone(), checked.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let target = *to.lock().expect("the target lock");
                 tokio::spawn(serve(client, target, current.clone(), seen.clone()));
             }
         });
         FaultProxy {
             port,
             fault,
+            target,
             checked,
             accept,
         }
+    }
+
+    /// Sends new connections to `target` from now on: an upstream restarted on another port
+    /// stays at the same address for the consumer, without any port being reused.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().expect("the target lock") = target;
     }
 
     /// How many complete requests have passed towards the upstream.
@@ -102,7 +129,7 @@ impl Checked {
     fn record(&self, requests: Vec<contract::Request>) {
         for request in requests {
             *self.requests.lock().expect("the count lock") += 1;
-            if let Some(violation) = contract::violation(contract::upstream_document(), &request) {
+            if let Some(violation) = contract::violation(self.contract, &request) {
                 let line = format!("{} {}: {violation}", request.method, request.target);
                 self.violations
                     .lock()

@@ -1,11 +1,6 @@
 //! Running the real service binaries: built once, started on ephemeral ports with a clean
 //! environment, their logs kept for assertions, stopped by signal or on drop.
 
-#![allow(dead_code)] // Each test crate uses its own part of this module.
-
-pub mod contract;
-pub mod proxy;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -17,6 +12,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+
+use crate::proxy;
 
 /// How long a service may take to bind, and then to become ready.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(15);
@@ -39,7 +36,7 @@ pub fn binary(name: &str) -> PathBuf {
             .to_owned();
         let mut cargo = std::process::Command::new(env!("CARGO"));
         cargo
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .args(["build", "--quiet", "--bins", "--tests"]);
         if dir.ends_with("release") {
             cargo.arg("--release");
@@ -174,6 +171,12 @@ impl Service {
     }
 
     /// Every line it printed so far, stdout and stderr.
+    /// A consumer's proxy to its upstream: retarget it to attach the consumer to an upstream
+    /// started elsewhere, at the same address.
+    pub fn upstream_proxy(&self) -> &proxy::FaultProxy {
+        self.tap.as_ref().expect("a consumer attached to 127.0.0.1")
+    }
+
     /// How many requests a consumer has sent upstream, all of them checked against the contract.
     pub fn requests_upstream(&self) -> usize {
         self.tap

@@ -1,0 +1,76 @@
+//! What every portbound test suite uses, written once: `cargo test` in any crate of the
+//! workspace reaches for the same helpers, with the same strictness.
+//!
+//! Dev-only (`publish = false`): the services' integration tests and the end-to-end suite in
+//! `tests/` depend on it; no service does.
+//!
+//! # Layout
+//!
+//! - [`inprocess`]: the upstream and the consumer built as libraries and served on port 0
+//!   inside the test's runtime, each with its own database file: the fast way to test an API.
+//! - [`process`]: the real binaries, built once, started on port 0 with a clean environment and
+//!   their logs kept; the port is read from the "listening on" line they print. Also the
+//!   external-stack mode (`E2E_CONSUMER_URL`, …) of the end-to-end suite.
+//! - [`proxy`]: the fault-injecting TCP proxy between a consumer and its upstream, which also
+//!   checks every request it passes on against the upstream's contract.
+//! - [`contract`]: that check: a request against the upstream's OpenAPI document.
+//! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
+//!   that refuses connections.
+//! - [`assert_problem`] and [`eventually`] (here): the two assertions every suite makes.
+//!
+//! Ports are never guessed: every server binds port 0 and the test learns the port from it,
+//! and a port that must refuse connections is held by a socket that never listens.
+
+// Test support: an unwrap that fails is a failing test, with its message.
+#![allow(clippy::unwrap_used)]
+
+pub mod backends;
+pub mod contract;
+pub mod inprocess;
+pub mod process;
+pub mod proxy;
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+/// Asserts an RFC 9457 problem: the status, `application/problem+json`, `type` `about:blank`,
+/// the status's reason as `title`, and a `request_id` equal to the `X-Request-Id` header.
+/// Returns the body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    assert_eq!(header("content-type"), shared::problem::CONTENT_TYPE);
+    let request_id = header("x-request-id");
+    let body: Value = response.json().await.expect("a JSON problem body");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], "about:blank", "{body}");
+    assert_eq!(
+        body["title"],
+        status.canonical_reason().expect("a known status"),
+        "{body}"
+    );
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    body
+}
+
+/// Polls `probe` until it returns true, or panics after `limit` naming `what`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !probe().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
