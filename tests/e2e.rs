@@ -582,6 +582,60 @@ async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
 }
 
 #[tokio::test]
+async fn one_request_id_follows_a_request_through_both_services_logs() {
+    if skipped_on_external_stack("one_request_id_follows_a_request_through_both_services_logs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = spawn_upstream(dir.path(), "traced", &[]).await;
+    let consumer = spawn_consumer(&attach(upstream.port), &[]).await;
+    let wrong = format!("http://portbound:wr0ng@127.0.0.1:{}/", upstream.port);
+    let refused = spawn_consumer(&wrong, &[]).await;
+    let client = client();
+    let post = |consumer: &str, id: &str| {
+        client
+            .post(format!("{consumer}/api/links"))
+            .header("X-Request-Id", id)
+            .json(&json!({"url": "https://example.com/traced"}))
+            .send()
+    };
+    let made = format!("made-{}", uuid_like());
+    assert_eq!(
+        post(&consumer.url, &made).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let failed = format!("failed-{}", uuid_like());
+    let answer = post(&refused.url, &failed).await.unwrap();
+    assert_problem(answer, StatusCode::BAD_GATEWAY).await;
+
+    let lines_with = |service: &Service, id: &str| -> Vec<String> {
+        let tag = format!("request_id={id}");
+        service
+            .logs()
+            .into_iter()
+            .filter(|line| line.contains(&tag))
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(5),
+        "both services log both ids",
+        || async {
+            let has = |service, id, text: &str| {
+                lines_with(service, id)
+                    .iter()
+                    .any(|line| line.contains(text))
+            };
+            has(&consumer, &made, "\"POST /api/links HTTP/1.1\" 201")
+                && has(&upstream, &made, "\"PUT /v1/kv/links%2F")
+                && has(&refused, &failed, " ERROR ")
+                && has(&refused, &failed, "\"POST /api/links HTTP/1.1\" 502")
+                && has(&upstream, &failed, " 401 ")
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
     if skipped_on_external_stack("a_bad_upstream_url_stops_the_consumer_with_status_2") {
         return;

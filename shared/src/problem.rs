@@ -200,8 +200,7 @@ fn is_problem<B>(response: &HttpResponse<B>) -> bool {
 }
 
 fn log_server_error(status: StatusCode, cause: &str) {
-    let id = request_id::current().map(|id| id.to_string());
-    log::error!("{status}: {cause} (request {})", id.unwrap_or_default());
+    log::error!("{status}: {cause}");
 }
 
 fn render_as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {

@@ -42,8 +42,7 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let problem = match self {
             ApiError::Upstream(error) => {
-                let request = shared::request_id::current().map(|id| id.to_string());
-                log::error!("{error} (request {})", request.unwrap_or_default());
+                log::error!("{error}");
                 Problem::with_detail(status, error.public_detail())
             }
             ApiError::NoFreeCode(_) => {

@@ -42,8 +42,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let problem = if status.is_server_error() {
-            let request = shared::request_id::current().map(|id| id.to_string());
-            log::error!("{self} (request {})", request.unwrap_or_default());
+            log::error!("{self}");
             Problem::new(status, None)
         } else {
             Problem::with_detail(status, self)
