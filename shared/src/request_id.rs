@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::Error;
 
 use crate::openapi::Pattern;
 use crate::problem;
@@ -26,7 +26,7 @@ tokio::task_local! {
     static CURRENT: RequestId;
 }
 
-/// The id of the request being handled; also stored in the request's extensions.
+/// The id of the request being handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(String);
 
@@ -67,7 +67,6 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let candidate = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
     let id = RequestId::accept_or_generate(candidate);
-    req.extensions_mut().insert(id.clone());
     let id_for_error = id.clone();
     let result = CURRENT
         .scope(id.clone(), async move {

@@ -283,8 +283,9 @@ impl Store {
         Ok(entry)
     }
 
-    /// Whether the read cache holds `key` (for tests and diagnostics).
-    pub fn is_cached(&self, key: &str) -> bool {
+    /// Whether the read cache holds `key`.
+    #[cfg(test)]
+    fn is_cached(&self, key: &str) -> bool {
         self.cache.contains(key)
     }
 
