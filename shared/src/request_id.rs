@@ -6,12 +6,12 @@
 //! [`current`], which is how problem bodies and error logs carry it without every error type
 //! having to be handed the request.
 
+use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::Error;
 
 use crate::openapi::Pattern;
 use crate::problem;

@@ -91,11 +91,10 @@ fn one() -> i64 {
         StorageFailures))]
 pub async fn increment(
     state: web::Data<State>,
-    path: web::Path<String>,
+    name: Key,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let name = Key::parse(&path)?;
     let by = if body.is_empty() {
         1
     } else {
@@ -142,11 +141,7 @@ pub async fn increment(
         (status = 200, description = "The counter; 0 when never incremented", body = Counter),
         (status = 400, description = "An invalid name"),
         StorageFailures))]
-pub async fn get(
-    state: web::Data<State>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let name = Key::parse(&path)?;
+pub async fn get(state: web::Data<State>, name: Key) -> Result<HttpResponse, ApiError> {
     let value = state.store.counter(name.clone()).await?;
     Ok(HttpResponse::Ok().json(Counter {
         name: name.to_string(),

@@ -111,11 +111,10 @@ impl utoipa::IntoParams for ListQuery {
         StorageFailures))]
 pub async fn put(
     state: web::Data<State>,
-    path: web::Path<String>,
+    key: Key,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let key = Key::parse(&path)?;
     parse_json::<serde::de::IgnoredAny>(&req, &body)?;
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
@@ -149,10 +148,9 @@ pub async fn put(
         StorageFailures))]
 pub async fn get(
     state: web::Data<State>,
-    path: web::Path<String>,
+    key: Key,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let key = Key::parse(&path)?;
     let if_none_match = parse_condition::<IfNoneMatch>(&req, &header::IF_NONE_MATCH)?;
     let Some(entry) = state.store.get(key.clone()).await? else {
         return Err(ApiError::NotFound(key.to_string()));
@@ -186,10 +184,9 @@ pub async fn get(
         StorageFailures))]
 pub async fn delete(
     state: web::Data<State>,
-    path: web::Path<String>,
+    key: Key,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let key = Key::parse(&path)?;
     let precondition = write_precondition(&req)?;
     match state.store.delete(key.clone(), precondition).await? {
         Delete::Deleted => Ok(HttpResponse::NoContent().finish()),

@@ -7,18 +7,36 @@ mod info;
 mod kv;
 pub mod openapi;
 
+use actix_web::dev::Payload;
 use actix_web::http::header::{self, EntityTag};
 use actix_web::middleware::from_fn;
-use actix_web::{HttpMessage, HttpRequest, mime, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, mime, web};
 use serde::de::DeserializeOwned;
 use shared::health::Lifecycle;
 use shared::openapi::Pattern;
+use std::future::{Ready, ready};
 use utoipa::openapi::{RefOr, Schema};
 
 pub use auth::Guard;
 pub use error::ApiError;
 
+use crate::key::Key;
 use crate::storage::Store;
+
+/// A handler's key (or counter name): its route's one path parameter, decoded (`%2F` is `/`)
+/// and checked; 400 when it is not a key.
+impl FromRequest for Key {
+    type Error = ApiError;
+    type Future = Ready<Result<Key, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let parsed = web::Path::<String>::from_request(req, payload)
+            .into_inner()
+            .map_err(|error| ApiError::BadRequest(format!("invalid path: {error}")))
+            .and_then(|path| Ok(Key::parse(&path)?));
+        ready(parsed)
+    }
+}
 
 /// What every handler shares.
 pub struct State {

@@ -13,6 +13,9 @@ use prometheus::{IntCounter, Registry};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension};
+
 use super::Entry;
 
 /// What the cache knows of a key: its entry, or that it does not exist.
@@ -88,4 +91,16 @@ impl ReadCache {
             entries.insert(key, known);
         }
     }
+}
+
+/// The committed state of `key`, read from SQLite.
+pub(super) fn load_known(conn: &Connection, key: &str) -> rusqlite::Result<Known> {
+    conn.prepare_cached("SELECT value, version FROM kv WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok(Entry {
+                value: Bytes::from(row.get::<_, String>(0)?),
+                version: row.get(1)?,
+            })
+        })
+        .optional()
 }

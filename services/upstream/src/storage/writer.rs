@@ -19,7 +19,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::cache::{Known, ReadCache};
+use super::cache::{self, Known, ReadCache};
+use super::schema;
 
 /// What a job changed, for the read cache: each key and its new state.
 pub(super) type Effects = Vec<(String, Known)>;
@@ -94,9 +95,7 @@ pub(super) struct Writer {
 /// What the writer thread needs besides its connection.
 pub(super) struct WriterContext {
     pub batch_sizes: Histogram,
-    pub prune: fn(&Connection) -> rusqlite::Result<usize>,
     pub cache: ReadCache,
-    pub load: fn(&Connection, &str) -> rusqlite::Result<Known>,
 }
 
 impl Writer {
@@ -165,19 +164,14 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: Writer
             if prune {
                 last_prune = Instant::now();
             }
-            commit_batch(
-                &mut conn,
-                batch.drain(..),
-                prune.then_some(context.prune),
-                &context.cache,
-            );
+            commit_batch(&mut conn, batch.drain(..), prune, &context.cache);
         }
         // After the batch: a load sees every write committed before it.
         for key in loads.drain(..) {
             if context.cache.contains(&key) {
                 continue;
             }
-            match (context.load)(&conn, &key) {
+            match cache::load_known(&conn, &key) {
                 Ok(known) => context.cache.record(key, known),
                 Err(error) => log::warn!("storage: loading {key:?} into the cache failed: {error}"),
             }
@@ -192,7 +186,7 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: Writer
 fn commit_batch(
     conn: &mut Connection,
     jobs: impl Iterator<Item = Box<dyn Job>>,
-    prune: Option<fn(&Connection) -> rusqlite::Result<usize>>,
+    prune: bool,
     cache: &ReadCache,
 ) {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -206,8 +200,8 @@ fn commit_batch(
     };
     let mut effects = Effects::new();
     let completions: Vec<Completion> = jobs.map(|job| job.run(&mut tx, &mut effects)).collect();
-    if let Some(prune) = prune {
-        match prune(&tx) {
+    if prune {
+        match schema::prune_idempotency_keys(&tx) {
             Ok(0) => {}
             Ok(n) => log::info!("storage: removed {n} expired idempotency keys"),
             Err(error) => log::warn!("storage: pruning idempotency keys failed: {error}"),
