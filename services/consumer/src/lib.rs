@@ -74,7 +74,8 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, ConfigError> {
         let registry = shared::metrics::Registry::new();
         let upstream = Arc::new(
-            Upstream::new(&settings, &registry).expect("the upstream metrics register once"),
+            Upstream::new(&settings.upstream, &registry)
+                .expect("the upstream metrics register once"),
         );
         let clicks = Arc::new(
             Clicks::new(upstream.clone(), settings.click_buffer_limit, &registry)
@@ -107,7 +108,7 @@ impl Application {
         log::info!(
             "consumer {} ready: attached to {}, short links under {}",
             env!("CARGO_PKG_VERSION"),
-            settings.upstream,
+            settings.upstream.attachment,
             settings.public_url
         );
         Ok(Application {
@@ -136,7 +137,7 @@ impl Application {
         let flusher = tokio::spawn(self.clicks.clone().run(
             self.settings.click_flush_interval,
             stop_flushing.clone(),
-            self.settings.timeout + LAST_FLUSH_MARGIN,
+            self.settings.upstream.timeout + LAST_FLUSH_MARGIN,
         ));
         let served = shared::server::run_until_stopped(
             self.server,

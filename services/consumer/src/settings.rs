@@ -6,48 +6,23 @@ use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 use shared::server::{self, ServerSettings};
 use url::Url;
 
-use crate::upstream::Attachment;
+use crate::upstream::{self, UpstreamSettings};
 
 /// The port the consumer binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// The consumer's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
-/// and `RUST_LOG`.
-pub const VARIABLES: [&str; 9] = [
-    "UPSTREAM_URL",
-    "UPSTREAM_CONNECT_TIMEOUT",
-    "UPSTREAM_TIMEOUT",
-    "UPSTREAM_POOL_IDLE_TIMEOUT",
-    "CIRCUIT_FAILURES",
-    "CIRCUIT_COOLDOWN",
-    "PUBLIC_URL",
-    "CLICK_FLUSH_INTERVAL",
-    "CLICK_BUFFER_LIMIT",
-];
+/// The consumer's own variables, besides its upstream's ([`upstream::VARIABLES`]); it also
+/// reads the server's ([`server::VARIABLES`]), `CONFIG_FILE` and `RUST_LOG`.
+pub const VARIABLES: [&str; 3] = ["PUBLIC_URL", "CLICK_FLUSH_INTERVAL", "CLICK_BUFFER_LIMIT"];
 
 /// The consumer's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `HOST`, `PORT` (default 8080), `WORKERS`, `SHUTDOWN_DELAY`, `SHUTDOWN_TIMEOUT`.
     pub server: ServerSettings,
-    /// The attached resource. `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
-    /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment. `user:token@` is sent
-    /// as Basic credentials, a lone `token@` as a Bearer token.
-    pub upstream: Attachment,
-    /// Longest wait to connect to the upstream, per attempt. `UPSTREAM_CONNECT_TIMEOUT`,
-    /// default `1s`.
-    pub connect_timeout: Duration,
-    /// Deadline for a whole upstream call, retry included. `UPSTREAM_TIMEOUT`, default `2s`.
-    pub timeout: Duration,
-    /// How long an idle pooled connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default `4s`:
-    /// shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
-    /// the upstream closes it under a request.
-    pub pool_idle_timeout: Duration,
-    /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
-    pub circuit_failures: u32,
-    /// How long an open circuit fails fast before one call probes the upstream again.
-    /// `CIRCUIT_COOLDOWN`, default `5s`.
-    pub circuit_cooldown: Duration,
+    /// The attached resource and how it is called: `UPSTREAM_URL`, `UPSTREAM_CONNECT_TIMEOUT`,
+    /// `UPSTREAM_TIMEOUT`, `UPSTREAM_POOL_IDLE_TIMEOUT`, `CIRCUIT_FAILURES`, `CIRCUIT_COOLDOWN`.
+    pub upstream: UpstreamSettings,
     /// Base of the short links handed out. `PUBLIC_URL`, default `http://localhost:8080`.
     pub public_url: Url,
     /// How often counted clicks are sent upstream. `CLICK_FLUSH_INTERVAL`, default `1s`.
@@ -60,46 +35,17 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_layers(&Layers::load(&[&server::VARIABLES, &VARIABLES])?)
+        Self::from_layers(&Layers::load(&[
+            &server::VARIABLES,
+            &upstream::VARIABLES,
+            &VARIABLES,
+        ])?)
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
-        let settings = Settings {
+        Ok(Settings {
             server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
-            upstream: layers.parse(
-                "UPSTREAM_URL",
-                "http://127.0.0.1:8081/",
-                Attachment::EXPECTED,
-                Attachment::parse,
-            )?,
-            connect_timeout: layers.parse(
-                "UPSTREAM_CONNECT_TIMEOUT",
-                "1s",
-                DURATION_EXPECTED,
-                duration,
-            )?,
-            timeout: layers.parse("UPSTREAM_TIMEOUT", "2s", DURATION_EXPECTED, duration)?,
-            pool_idle_timeout: layers.parse(
-                "UPSTREAM_POOL_IDLE_TIMEOUT",
-                "4s",
-                DURATION_EXPECTED,
-                duration,
-            )?,
-            circuit_failures: layers.parse(
-                "CIRCUIT_FAILURES",
-                "5",
-                "a number of failures from 1 to 1000",
-                |text| match text.parse::<u32>() {
-                    Ok(n @ 1..=1000) => Ok(n),
-                    _ => Err(()),
-                },
-            )?,
-            circuit_cooldown: layers.parse(
-                "CIRCUIT_COOLDOWN",
-                "5s",
-                DURATION_EXPECTED,
-                duration,
-            )?,
+            upstream: UpstreamSettings::from_layers(layers)?,
             public_url: layers.parse(
                 "PUBLIC_URL",
                 "http://localhost:8080",
@@ -121,24 +67,13 @@ impl Settings {
                     _ => Err(()),
                 },
             )?,
-        };
-        if settings.connect_timeout > settings.timeout {
-            return Err(ConfigError::invalid(
-                "UPSTREAM_CONNECT_TIMEOUT",
-                &humantime::format_duration(settings.connect_timeout).to_string(),
-                format_args!(
-                    "at most UPSTREAM_TIMEOUT ({})",
-                    humantime::format_duration(settings.timeout)
-                ),
-            ));
-        }
-        Ok(settings)
+        })
     }
 
     /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
     pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
         let layers = Layers::from_vars(
-            &[&server::VARIABLES, &VARIABLES],
+            &[&server::VARIABLES, &upstream::VARIABLES, &VARIABLES],
             [("UPSTREAM_URL".to_owned(), upstream_url.to_owned())],
         )?;
         let mut settings = Self::from_layers(&layers)?;
@@ -171,17 +106,21 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_layers(&Layers::from_vars(&[&server::VARIABLES, &VARIABLES], vars)?)
+        let names: [&[&str]; 3] = [&server::VARIABLES, &upstream::VARIABLES, &VARIABLES];
+        Settings::from_layers(&Layers::from_vars(&names, vars)?)
     }
 
     #[test]
     fn defaults_match_the_documentation() {
         let settings = load(&[]).unwrap();
         assert_eq!(settings.server.port, 8080);
-        assert_eq!(settings.upstream.to_string(), "http://127.0.0.1:8081/");
-        assert_eq!(settings.connect_timeout, Duration::from_secs(1));
-        assert_eq!(settings.timeout, Duration::from_secs(2));
-        assert_eq!(settings.pool_idle_timeout, Duration::from_secs(4));
+        let upstream = &settings.upstream;
+        assert_eq!(upstream.attachment.to_string(), "http://127.0.0.1:8081/");
+        assert_eq!(upstream.connect_timeout, Duration::from_secs(1));
+        assert_eq!(upstream.timeout, Duration::from_secs(2));
+        assert_eq!(upstream.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(upstream.circuit_failures, 5);
+        assert_eq!(upstream.circuit_cooldown, Duration::from_secs(5));
         assert_eq!(settings.public_url.as_str(), "http://localhost:8080/");
     }
 

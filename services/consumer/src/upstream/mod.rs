@@ -28,10 +28,95 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use attachment::{Attachment, Credentials};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 pub use breaker::{Breaker, Circuit};
 
 use crate::links::{Code, LinkDocument};
-use crate::settings::Settings;
+
+/// The variables [`UpstreamSettings`] reads.
+pub const VARIABLES: [&str; 6] = [
+    "UPSTREAM_URL",
+    "UPSTREAM_CONNECT_TIMEOUT",
+    "UPSTREAM_TIMEOUT",
+    "UPSTREAM_POOL_IDLE_TIMEOUT",
+    "CIRCUIT_FAILURES",
+    "CIRCUIT_COOLDOWN",
+];
+
+/// The attached resource and how it is called.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
+    /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment. `user:token@` is sent
+    /// as Basic credentials, a lone `token@` as a Bearer token.
+    pub attachment: Attachment,
+    /// Longest wait to connect, per attempt. `UPSTREAM_CONNECT_TIMEOUT`, default `1s`; at most
+    /// `UPSTREAM_TIMEOUT`.
+    pub connect_timeout: Duration,
+    /// Deadline for a whole call, retry included. `UPSTREAM_TIMEOUT`, default `2s`.
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default `4s`:
+    /// shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
+    /// the upstream closes it under a request.
+    pub pool_idle_timeout: Duration,
+    /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
+    pub circuit_failures: u32,
+    /// How long an open circuit fails fast before one call probes the upstream again.
+    /// `CIRCUIT_COOLDOWN`, default `5s`.
+    pub circuit_cooldown: Duration,
+}
+
+impl UpstreamSettings {
+    pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+        let settings = UpstreamSettings {
+            attachment: layers.parse(
+                "UPSTREAM_URL",
+                "http://127.0.0.1:8081/",
+                Attachment::EXPECTED,
+                Attachment::parse,
+            )?,
+            connect_timeout: layers.parse(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                "1s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            timeout: layers.parse("UPSTREAM_TIMEOUT", "2s", DURATION_EXPECTED, duration)?,
+            pool_idle_timeout: layers.parse(
+                "UPSTREAM_POOL_IDLE_TIMEOUT",
+                "4s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+            circuit_failures: layers.parse(
+                "CIRCUIT_FAILURES",
+                "5",
+                "a number of failures from 1 to 1000",
+                |text| match text.parse::<u32>() {
+                    Ok(n @ 1..=1000) => Ok(n),
+                    _ => Err(()),
+                },
+            )?,
+            circuit_cooldown: layers.parse(
+                "CIRCUIT_COOLDOWN",
+                "5s",
+                DURATION_EXPECTED,
+                duration,
+            )?,
+        };
+        if settings.connect_timeout > settings.timeout {
+            return Err(ConfigError::invalid(
+                "UPSTREAM_CONNECT_TIMEOUT",
+                &humantime::format_duration(settings.connect_timeout).to_string(),
+                format_args!(
+                    "at most UPSTREAM_TIMEOUT ({})",
+                    humantime::format_duration(settings.timeout)
+                ),
+            ));
+        }
+        Ok(settings)
+    }
+}
 
 /// Where a link's document and its click counter live upstream: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
@@ -125,8 +210,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client for `settings.upstream` and registers its metrics in `registry`.
-    pub fn new(settings: &Settings, registry: &Registry) -> prometheus::Result<Self> {
+    /// Builds the client for `settings` and registers its metrics in `registry`.
+    pub fn new(settings: &UpstreamSettings, registry: &Registry) -> prometheus::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
@@ -163,7 +248,7 @@ impl Upstream {
         );
         Ok(Upstream {
             http,
-            attachment: settings.upstream.clone(),
+            attachment: settings.attachment.clone(),
             breaker,
             deadline: settings.timeout,
             calls,

@@ -16,7 +16,7 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
     let (refusing, _held) = refusing_port();
     let address = FaultProxy::start_open(([127, 0, 0, 1], refusing).into()).await;
     let consumer = inprocess::consumer_with(&address.url(), |s| {
-        s.circuit_cooldown = Duration::from_millis(200);
+        s.upstream.circuit_cooldown = Duration::from_millis(200);
     })
     .await;
 
@@ -63,8 +63,8 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
 async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
     let (port, _held) = refusing_port();
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.circuit_failures = 2;
-        s.circuit_cooldown = Duration::from_secs(30);
+        s.upstream.circuit_failures = 2;
+        s.upstream.circuit_cooldown = Duration::from_secs(30);
     })
     .await;
     for _ in 0..2 {
@@ -102,8 +102,8 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
 async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
     let (port, _never_answering) = never_answering().await;
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.connect_timeout = Duration::from_millis(200);
-        s.timeout = Duration::from_millis(400);
+        s.upstream.connect_timeout = Duration::from_millis(200);
+        s.upstream.timeout = Duration::from_millis(400);
     })
     .await;
     let started = Instant::now();
@@ -121,7 +121,7 @@ async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
     let (port, _never_answering) = never_answering().await;
     // A generous call deadline: readiness must not wait for it.
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.timeout = Duration::from_secs(10);
+        s.upstream.timeout = Duration::from_secs(10);
     })
     .await;
     let started = Instant::now();
@@ -149,7 +149,7 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
     // the outage below take milliseconds, so the clicks are still unsent when it goes.
     let consumer = inprocess::consumer_with(&address.url(), |s| {
         s.click_flush_interval = Duration::from_secs(1);
-        s.circuit_cooldown = Duration::from_millis(100);
+        s.upstream.circuit_cooldown = Duration::from_millis(100);
     })
     .await;
     let code = consumer.shorten_ok("https://example.com/").await;

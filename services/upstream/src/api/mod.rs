@@ -7,6 +7,8 @@ mod info;
 mod kv;
 pub mod openapi;
 
+use std::future::{Ready, ready};
+
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, EntityTag};
 use actix_web::middleware::from_fn;
@@ -14,7 +16,6 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, mime, web};
 use serde::de::DeserializeOwned;
 use shared::health::Lifecycle;
 use shared::openapi::Pattern;
-use std::future::{Ready, ready};
 use utoipa::openapi::{RefOr, Schema};
 
 pub use auth::Guard;
