@@ -3,11 +3,14 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Condition, from_fn};
+use actix_web::error::InternalError;
+use actix_web::http::header::HeaderValue;
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
 
 use crate::metrics::{self, RequestMetrics};
-use crate::{logging, problem, request_id};
+use crate::request_id::{self, RequestId};
+use crate::{logging, problem};
 
 /// An app with, from the outside in: the access log (when `RUST_LOG` lets its lines through),
 /// request ids, metrics and problem bodies
@@ -43,9 +46,41 @@ pub fn base(
         .default_service(web::to(problem::not_found))
         .wrap(problem::error_bodies())
         .wrap(from_fn(metrics::middleware))
-        .wrap(from_fn(request_id::middleware))
+        .wrap(from_fn(request_ids))
         .wrap(Condition::new(
             logging::access_log_enabled(),
             logging::access_log(),
         ))
+}
+
+/// Middleware that assigns the request id, makes it [`request_id::current`] for everything the
+/// request runs, and puts it on the response; an error that escaped every handler is rendered
+/// as a problem here, inside the scope, so its body can name the request.
+async fn request_ids(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let candidate = req
+        .headers()
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let id = RequestId::accept_or_generate(candidate);
+    let header = HeaderValue::from_str(id.as_str()).ok();
+    let for_error = header.clone();
+    // The request itself cannot be kept for rendering the error: routing needs it unshared.
+    let served = request_id::scope(id, async move {
+        next.call(req).await.map_err(|error| {
+            let mut response = problem::render_error(&error);
+            if let Some(value) = for_error {
+                response.headers_mut().insert(request_id::HEADER, value);
+            }
+            Error::from(InternalError::from_response(error.to_string(), response))
+        })
+    })
+    .await;
+    let mut response = served?;
+    if let Some(value) = header {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+    Ok(response)
 }

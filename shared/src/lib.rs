@@ -6,12 +6,12 @@
 //!
 //! # Layout
 //!
-//! - [`app`]: the middleware stack and fallbacks every app starts from.
+//! - [`app`]: the middleware stack (request ids included) and fallbacks every app starts from.
 //! - [`config`]: layered settings (code defaults → `CONFIG_FILE` → environment) and the
 //!   one-line [`config::ConfigError`] a bad value stops the process with (exit status 2).
 //! - [`server`]: `HOST`/`PORT`/`WORKERS`/`SHUTDOWN_DELAY`/`SHUTDOWN_TIMEOUT`, binding the
-//!   listener (port 0 allowed), running the server until SIGTERM/SIGINT with a bounded drain,
-//!   and the `main` both binaries share.
+//!   listener (port 0 allowed), running the server until SIGTERM/SIGINT with a bounded drain.
+//! - [`process`]: the `main` both binaries share (subcommand, logging, exit statuses).
 //! - [`health`]: the [`health::Lifecycle`] that turns readiness off while draining, and the
 //!   `/livez` handler.
 //! - [`healthcheck`]: the `healthcheck` subcommand images use as their `HEALTHCHECK`.
@@ -21,8 +21,8 @@
 //! - [`problem`]: RFC 9457 `application/problem+json` for every error a client can see,
 //!   extractor failures and actix's own 404/405/413/415 included.
 //! - [`metrics`]: Prometheus request metrics at `/metrics`.
-//! - [`openapi`]: what both OpenAPI documents have in common, and [`openapi::Pattern`], the
-//!   one expression a validator and its document share.
+//! - [`openapi`]: what both OpenAPI documents have in common.
+//! - [`pattern`]: the one expression a validator and its document share.
 //! - [`redact`]: URLs with their credentials hidden, for logs and error messages.
 
 pub mod app;
@@ -33,7 +33,9 @@ pub mod json;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod pattern;
 pub mod problem;
+pub mod process;
 pub mod redact;
 pub mod request_id;
 pub mod server;

@@ -4,12 +4,8 @@
 //! A document is a contract only when it says exactly what the server enforces, no more and no
 //! less. Two things keep the two from drifting:
 //!
-//! - Every rule a validator checks against text is a [`Pattern`]: one regular expression that
-//!   is both the validator (compiled once with the `regex` crate) and the document's `pattern`.
-//!   Patterns keep to the syntax on which ECMA-262 (what JSON Schema readers use), Python and
-//!   the `regex` crate agree: `^…$` anchors, ASCII classes and ranges, `(?:…)` groups,
-//!   alternation and counted repetition; never `\d`, `\w` or `\s`, whose meaning differs outside
-//!   ASCII.
+//! - Every rule a validator checks against text is a [`Pattern`](crate::pattern::Pattern): one
+//!   regular expression that is both the validator and the document's `pattern`.
 //! - [`finish`] adds, from code, what every operation of a service has in common, so no handler
 //!   can forget it: the `X-Request-Id` header both ways, the service's own response headers, and
 //!   a problem+json body on every error status.
@@ -18,48 +14,11 @@
 //! startup, for the settings it runs with: the upstream declares its token only when
 //! `ACCESS_TOKEN` is set, because only then does it ask for one.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::health::Health;
 use crate::problem::{self, Problem};
 use crate::request_id;
-
-/// A rule on text: one regular expression, used by the validator and published in the document.
-pub struct Pattern {
-    source: &'static str,
-    compiled: OnceLock<Regex>,
-}
-
-impl Pattern {
-    /// `source` must be anchored (`^…$`) and use only the syntax described in the module docs.
-    pub const fn new(source: &'static str) -> Self {
-        Pattern {
-            source,
-            compiled: OnceLock::new(),
-        }
-    }
-
-    /// The expression as the document publishes it.
-    pub fn source(&self) -> &'static str {
-        self.source
-    }
-
-    pub fn is_match(&self, text: &str) -> bool {
-        self.compiled
-            .get_or_init(|| Regex::new(self.source).expect("a pattern of this crate compiles"))
-            .is_match(text)
-    }
-
-    /// A string schema with this pattern, as `utoipa` builds schemas.
-    pub fn string(&self) -> utoipa::openapi::schema::ObjectBuilder {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(self.source))
-    }
-}
 
 /// A header a service puts on its responses.
 pub struct ResponseHeader {
@@ -196,7 +155,7 @@ fn complete_response(
     }
 }
 
-/// The operations `crate::app::base` serves in every app.
+/// The operations every app serves (`/livez`, `/metrics`, `/openapi.json`).
 fn common_paths() -> [(&'static str, Value); 3] {
     [
         (
@@ -238,16 +197,6 @@ fn common_paths() -> [(&'static str, Value); 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pattern_matches_whole_texts_only() {
-        let pattern = Pattern::new("^[a-z]{1,3}$");
-        assert!(pattern.is_match("abc"));
-        for text in ["", "abcd", "ab\n", "\nab", "aB"] {
-            assert!(!pattern.is_match(text), "{text:?}");
-        }
-        assert_eq!(pattern.source(), "^[a-z]{1,3}$");
-    }
 
     #[test]
     fn every_response_gets_the_request_id_and_errors_a_problem_body() {

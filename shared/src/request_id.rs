@@ -3,18 +3,12 @@
 //! A client's id is kept when it is sane (1–128 characters of `A-Za-z0-9._:-`), so a caller can
 //! correlate its own logs; anything else is replaced by a fresh UUID. The id is echoed on the
 //! response, printed by the access log, and available while the request is handled through
-//! [`current`], which is how problem bodies and error logs carry it without every error type
-//! having to be handed the request.
+//! [`current`], which is how problem bodies and log lines carry it without every error type
+//! having to be handed the request. The middleware that assigns it is in [`crate::app`].
 
-use actix_web::Error;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
+use actix_web::http::header::HeaderName;
 
-use crate::openapi::Pattern;
-use crate::problem;
+use crate::pattern::Pattern;
 
 /// The header carrying the id, in requests and responses.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -59,33 +53,9 @@ pub fn current() -> Option<RequestId> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// Middleware (`App::wrap(from_fn(request_id::middleware))`) that assigns the id, makes it
-/// [`current`] for everything the request runs, and puts it on the response.
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let candidate = req.headers().get(HEADER).and_then(|v| v.to_str().ok());
-    let id = RequestId::accept_or_generate(candidate);
-    let id_for_error = id.clone();
-    let result = CURRENT
-        .scope(id.clone(), async move {
-            // Render an error here, inside the scope, so its body can name the request. The
-            // request itself cannot be kept for this: routing needs it unshared.
-            next.call(req).await.map_err(|error| {
-                let mut response = problem::render_error(&error);
-                if let Ok(value) = HeaderValue::from_str(id_for_error.as_str()) {
-                    response.headers_mut().insert(HEADER, value);
-                }
-                Error::from(InternalError::from_response(error.to_string(), response))
-            })
-        })
-        .await;
-    let mut res = result?;
-    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-        res.headers_mut().insert(HEADER, value);
-    }
-    Ok(res)
+/// Runs `future` with `id` as the [`current`] request id.
+pub async fn scope<F: Future>(id: RequestId, future: F) -> F::Output {
+    CURRENT.scope(id, future).await
 }
 
 #[cfg(test)]

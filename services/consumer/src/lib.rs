@@ -55,7 +55,7 @@ pub struct Application {
     settings: Settings,
 }
 
-impl shared::server::Binary for Application {
+impl shared::process::Binary for Application {
     const NAME: &'static str = "consumer";
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
 

@@ -12,7 +12,7 @@ use rand::RngExt;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::openapi::Pattern;
+use shared::pattern::Pattern;
 use url::Url;
 use utoipa::openapi::{RefOr, Schema};
 

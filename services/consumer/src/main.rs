@@ -7,5 +7,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
-    shared::server::main::<consumer::Application>().await
+    shared::process::main::<consumer::Application>().await
 }

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use shared::openapi::Pattern;
+use shared::pattern::Pattern;
 use utoipa::openapi::{RefOr, Schema};
 
 /// The longest key, in bytes.

@@ -44,7 +44,7 @@ pub struct Application {
     shutdown_delay: std::time::Duration,
 }
 
-impl shared::server::Binary for Application {
+impl shared::process::Binary for Application {
     const NAME: &'static str = "upstream";
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
 

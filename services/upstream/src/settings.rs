@@ -3,7 +3,7 @@
 use std::fmt;
 
 use shared::config::{ConfigError, Layers};
-use shared::openapi::Pattern;
+use shared::pattern::Pattern;
 use shared::server::{self, ServerSettings};
 
 /// The port the upstream binds when `PORT` is unset.

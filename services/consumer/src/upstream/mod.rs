@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use attachment::{Attachment, Credentials};
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 pub use breaker::{Breaker, Circuit};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 
 use crate::links::{Code, LinkDocument};
 

@@ -8,7 +8,7 @@ use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared::json::Object;
-use shared::openapi::Pattern;
+use shared::pattern::Pattern;
 use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 

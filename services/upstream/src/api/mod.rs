@@ -15,7 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, mime, web};
 use serde::de::DeserializeOwned;
 use shared::health::Lifecycle;
-use shared::openapi::Pattern;
+use shared::pattern::Pattern;
 use utoipa::openapi::{RefOr, Schema};
 
 pub use auth::Guard;
