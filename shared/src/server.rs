@@ -24,13 +24,15 @@ use std::time::Duration;
 
 use actix_http::{Request, Response};
 use actix_service::IntoServiceFactory;
-use actix_web::HttpServer;
 use actix_web::body::MessageBody;
-use actix_web::dev::{AppConfig, Server, Service, ServiceFactory};
+use actix_web::dev::{self, AppConfig, Server, ServiceFactory};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 use crate::health::Lifecycle;
+use crate::metrics::{Registry, RequestMetrics};
 
 /// How long an idle client connection is kept open. Clients that pool connections (the
 /// consumer does) must retire them sooner, or they race the server's close.
@@ -143,7 +145,7 @@ impl ServerSettings {
         S::Error: Into<actix_web::Error> + 'static,
         S::InitError: std::fmt::Debug,
         S::Response: Into<Response<B>> + 'static,
-        <S::Service as Service<Request>>::Future: 'static,
+        <S::Service as dev::Service<Request>>::Future: 'static,
         S::Service: 'static,
         B: MessageBody + 'static,
     {
@@ -164,9 +166,93 @@ impl ServerSettings {
     }
 }
 
+/// What every service's server is made of besides its own state and routes; [`Service::bind`]
+/// turns it into a bound [`Serving`]. The part of each `Application::build` that is the same.
+pub struct Service<'a> {
+    /// The service's name: the prefix of its request metrics (`upstream_http_requests_total`).
+    pub name: &'static str,
+    pub settings: &'a ServerSettings,
+    /// Holds the service's own metrics already; the request metrics join them.
+    pub registry: Registry,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// The rendered OpenAPI document, served at `/openapi.json`.
+    pub openapi: String,
+    /// Headers put on every response (the upstream's `X-Instance`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Drains and stops the server; the service's readiness reads it too.
+    pub lifecycle: Lifecycle,
+}
+
+impl Service<'_> {
+    /// Binds the port and builds the server: [`crate::app::base`] apps, to which `configure`
+    /// adds the service's state and routes, wrapped in the service's response headers.
+    pub fn bind<F>(self, configure: F) -> Result<Serving, ConfigError>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let listener = self.settings.bind()?;
+        let port = listener
+            .local_addr()
+            .map_or(self.settings.port, |address| address.port());
+        let metrics = RequestMetrics::new(self.name, self.registry)
+            .expect("the request metrics register once");
+        let Service {
+            body_limit,
+            openapi,
+            headers,
+            ..
+        } = self;
+        let server = self.settings.start(
+            HttpServer::new(move || {
+                let every_response = headers
+                    .iter()
+                    .fold(DefaultHeaders::new(), |all, (name, value)| {
+                        all.add((*name, value.clone()))
+                    });
+                crate::app::base(metrics.clone(), body_limit, openapi.clone())
+                    .configure(configure.clone())
+                    .wrap(every_response)
+            }),
+            listener,
+        )?;
+        Ok(Serving {
+            port,
+            server,
+            lifecycle: self.lifecycle,
+            shutdown_delay: self.settings.shutdown_delay,
+        })
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Serving {
+    port: u16,
+    server: Server,
+    lifecycle: Lifecycle,
+    shutdown_delay: Duration,
+}
+
+impl Serving {
+    /// The port actually bound (the real one when `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The handle that drains and stops it as SIGTERM would.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`Lifecycle::request_stop`], then drains.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        run_until_stopped(self.server, self.lifecycle, self.shutdown_delay).await
+    }
+}
+
 /// Serves until SIGTERM, SIGINT or [`Lifecycle::request_stop`], then stops in the two steps
 /// of this module's documentation.
-pub async fn run_until_stopped(
+async fn run_until_stopped(
     server: Server,
     lifecycle: Lifecycle,
     shutdown_delay: Duration,

@@ -32,13 +32,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{HttpServer, web};
+use actix_web::web;
 pub use api::BODY_LIMIT;
 pub use api::openapi::ApiDoc;
 pub use settings::{DEFAULT_PORT, Settings};
 use shared::config::ConfigError;
 use shared::health::Lifecycle;
+use shared::server::{Service, Serving};
 
 use clicks::Clicks;
 use upstream::Upstream;
@@ -48,9 +48,7 @@ const LAST_FLUSH_MARGIN: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run consumer.
 pub struct Application {
-    port: u16,
-    server: Server,
-    lifecycle: Lifecycle,
+    serving: Serving,
     clicks: Arc<Clicks>,
     settings: Settings,
 }
@@ -81,30 +79,25 @@ impl Application {
             Clicks::new(upstream.clone(), settings.click_buffer_limit, &registry)
                 .expect("the click metrics register once"),
         );
-        let listener = settings.server.bind()?;
-        let port = listener
-            .local_addr()
-            .map_or(settings.server.port, |a| a.port());
-
         let lifecycle = Lifecycle::new();
-        let metrics = shared::metrics::RequestMetrics::new("consumer", registry)
-            .expect("the request metrics register in a fresh registry");
         let state = web::Data::new(api::State {
             upstream,
             clicks: clicks.clone(),
             public_url: settings.public_url.clone(),
             lifecycle: lifecycle.clone(),
         });
-        let openapi = api::openapi::document().to_string();
-
-        let server = settings.server.start(
-            HttpServer::new(move || {
-                shared::app::base(metrics.clone(), api::BODY_LIMIT, openapi.clone())
-                    .app_data(state.clone())
-                    .configure(api::routes)
-            }),
-            listener,
-        )?;
+        let serving = Service {
+            name: "consumer",
+            settings: &settings.server,
+            registry,
+            body_limit: api::BODY_LIMIT,
+            openapi: api::openapi::document().to_string(),
+            headers: Vec::new(),
+            lifecycle,
+        }
+        .bind(move |app| {
+            app.app_data(state.clone()).configure(api::routes);
+        })?;
         log::info!(
             "consumer {} ready: attached to {}, short links under {}",
             env!("CARGO_PKG_VERSION"),
@@ -112,9 +105,7 @@ impl Application {
             settings.public_url
         );
         Ok(Application {
-            port,
-            server,
-            lifecycle,
+            serving,
             clicks,
             settings,
         })
@@ -122,12 +113,12 @@ impl Application {
 
     /// The port actually bound (the real one when `PORT=0`).
     pub fn port(&self) -> u16 {
-        self.port
+        self.serving.port()
     }
 
     /// The handle that drains and stops this instance as SIGTERM would.
     pub fn lifecycle(&self) -> Lifecycle {
-        self.lifecycle.clone()
+        self.serving.lifecycle()
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Lifecycle::request_stop`]) and drains; then sends the
@@ -139,12 +130,7 @@ impl Application {
             stop_flushing.clone(),
             self.settings.upstream.timeout + LAST_FLUSH_MARGIN,
         ));
-        let served = shared::server::run_until_stopped(
-            self.server,
-            self.lifecycle,
-            self.settings.server.shutdown_delay,
-        )
-        .await;
+        let served = self.serving.run_until_stopped().await;
         stop_flushing.notify_one();
         if flusher.await.is_err() {
             log::error!("clicks: the flusher task failed");

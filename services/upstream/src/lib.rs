@@ -26,22 +26,18 @@ pub mod storage;
 
 use std::io;
 
-use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
-use actix_web::{HttpServer, web};
+use actix_web::web;
 pub use api::openapi::{ApiDoc, document as api_document};
 pub use settings::{DEFAULT_PORT, Settings};
 use shared::config::ConfigError;
 use shared::health::Lifecycle;
+use shared::server::{Service, Serving};
 use storage::Store;
 
 /// A bound, ready-to-run upstream.
 pub struct Application {
-    port: u16,
-    server: Server,
-    lifecycle: Lifecycle,
+    serving: Serving,
     store: Store,
-    shutdown_delay: std::time::Duration,
 }
 
 impl shared::process::Binary for Application {
@@ -77,65 +73,50 @@ impl Application {
         if settings.access_token.is_none() {
             log::warn!("ACCESS_TOKEN is not set: /v1 is open to anyone who can reach this port");
         }
-        let listener = settings.server.bind()?;
-        let port = listener
-            .local_addr()
-            .map_or(settings.server.port, |a| a.port());
-
         let lifecycle = Lifecycle::new();
-        let metrics = shared::metrics::RequestMetrics::new("upstream", registry)
-            .expect("the request metrics register in a fresh registry");
         let state = web::Data::new(api::State {
             store: store.clone(),
             lifecycle: lifecycle.clone(),
             instance: settings.instance_name.clone(),
         });
-        let openapi = api::openapi::document(settings.access_token.is_some()).to_string();
         let guard = web::Data::new(api::Guard::new(settings.access_token.as_ref()));
-        let instance = settings.instance_name.clone();
-        let body_limit = settings.max_value_bytes;
-
-        let server = settings.server.start(
-            HttpServer::new(move || {
-                shared::app::base(metrics.clone(), body_limit, openapi.clone())
-                    .app_data(state.clone())
-                    .app_data(guard.clone())
-                    .configure(api::routes)
-                    .wrap(DefaultHeaders::new().add(("X-Instance", instance.clone())))
-            }),
-            listener,
-        )?;
+        let serving = Service {
+            name: "upstream",
+            settings: &settings.server,
+            registry,
+            body_limit: settings.max_value_bytes,
+            openapi: api::openapi::document(settings.access_token.is_some()).to_string(),
+            headers: vec![("X-Instance", settings.instance_name.clone())],
+            lifecycle,
+        }
+        .bind(move |app| {
+            app.app_data(state.clone())
+                .app_data(guard.clone())
+                .configure(api::routes);
+        })?;
         log::info!(
             "upstream {} ready: instance {:?}, database {}",
             env!("CARGO_PKG_VERSION"),
             settings.instance_name,
             settings.database_path
         );
-        Ok(Application {
-            port,
-            server,
-            lifecycle,
-            store,
-            shutdown_delay: settings.server.shutdown_delay,
-        })
+        Ok(Application { serving, store })
     }
 
     /// The port actually bound (the real one when `PORT=0`).
     pub fn port(&self) -> u16 {
-        self.port
+        self.serving.port()
     }
 
     /// The handle that drains and stops this instance as SIGTERM would.
     pub fn lifecycle(&self) -> Lifecycle {
-        self.lifecycle.clone()
+        self.serving.lifecycle()
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Lifecycle::request_stop`]), drains, then closes
     /// storage after the last write.
     pub async fn run_until_stopped(self) -> io::Result<()> {
-        let served =
-            shared::server::run_until_stopped(self.server, self.lifecycle, self.shutdown_delay)
-                .await;
+        let served = self.serving.run_until_stopped().await;
         self.store.close().await;
         served
     }
