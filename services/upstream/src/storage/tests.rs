@@ -1,6 +1,8 @@
 //! The store's behaviour: values, versions, listing, counters, durability settings and the
 //! read cache.
 
+use testkit::eventually;
+
 use super::*;
 use crate::key::Key;
 
@@ -130,18 +132,6 @@ async fn a_file_database_uses_wal_and_full_sync() {
     assert_eq!(mode, "wal");
 }
 
-/// Polls `probe` (a cache load is asynchronous) for up to two seconds.
-async fn eventually(mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while !probe() {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
-}
-
 #[tokio::test]
 async fn every_write_is_read_back_at_once_through_the_cache() {
     let store = memory();
@@ -176,10 +166,11 @@ async fn a_key_written_before_startup_is_loaded_then_kept_in_step() {
     let store = Store::open(path, 1 << 20, &Registry::new()).unwrap();
     assert!(!store.is_cached("cold"));
     assert_eq!(store.get(key("cold")).await.unwrap().unwrap().value, "1");
-    assert!(
-        eventually(|| store.is_cached("cold")).await,
-        "a missed key is loaded"
-    );
+    // A cache load is asynchronous.
+    eventually(Duration::from_secs(2), "a missed key is loaded", || async {
+        store.is_cached("cold")
+    })
+    .await;
 
     store
         .put(key("cold"), "2".into(), Precondition::None)
@@ -190,7 +181,12 @@ async fn a_key_written_before_startup_is_loaded_then_kept_in_step() {
     assert_eq!(store.get(key("cold")).await.unwrap(), None);
     // An unknown key is remembered as absent, and creating it replaces that.
     assert_eq!(store.get(key("never")).await.unwrap(), None);
-    assert!(eventually(|| store.is_cached("never")).await);
+    eventually(
+        Duration::from_secs(2),
+        "an absent key is remembered",
+        || async { store.is_cached("never") },
+    )
+    .await;
     store
         .put(key("never"), "3".into(), Precondition::Absent)
         .await
