@@ -24,7 +24,7 @@ use testkit::process::{
     spawn_consumer, spawn_upstream,
 };
 use testkit::proxy::{Fault, FaultProxy};
-use testkit::{assert_problem, backends, eventually};
+use testkit::{assert_problem, backends, eventually, get_json};
 
 /// The two ports under test, spawned here or already running.
 struct Stack {
@@ -97,10 +97,6 @@ async fn shorten_ok(client: &Client, consumer: &str, url: &str) -> String {
         .to_owned()
 }
 
-async fn get_json(client: &Client, url: impl reqwest::IntoUrl) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_link_round_trips_and_is_visible_on_both_ports() {
     let stack = Stack::start().await;
@@ -120,15 +116,11 @@ async fn a_link_round_trips_and_is_visible_on_both_ports() {
         assert_eq!(redirect.status(), StatusCode::FOUND);
         assert_eq!(redirect.headers()["location"], target.as_str());
     }
-    let shown: Value = stack
-        .client
-        .get(format!("{}/api/links/{code}", stack.consumer))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = get_json(
+        &stack.client,
+        format!("{}/api/links/{code}", stack.consumer),
+    )
+    .await;
     assert_eq!(shown["clicks"], 3);
 
     // The upstream holds the state: the link document and, once flushed, the counter.

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use testkit::get_json;
 use testkit::process::{Service, binary, run_to_exit, start};
 
 async fn upstream(database: &Path, extra: &[(&str, &str)]) -> Service {
@@ -59,14 +60,7 @@ async fn acknowledged_writes_survive_a_sigkill() {
         assert_eq!(response.status(), StatusCode::OK, "burst/{i} was lost");
         assert_eq!(response.json::<Value>().await.unwrap(), json!({"i": i}));
     }
-    let counter: Value = client
-        .get(format!("{}/v1/counters/burst", service.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counter: Value = get_json(&client, format!("{}/v1/counters/burst", service.url)).await;
     assert_eq!(counter["value"], 200);
 
     let conn = rusqlite::Connection::open(&database).unwrap();

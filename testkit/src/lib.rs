@@ -16,7 +16,7 @@
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
-//! - [`assert_problem`] and [`eventually`] (here): the two assertions every suite makes.
+//! - [`assert_problem`], [`eventually`] and [`get_json`] (here): what every suite does.
 //!
 //! Ports are never guessed: every server binds port 0 and the test learns the port from it,
 //! and a port that must refuse connections is held by a socket that never listens.
@@ -60,6 +60,12 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     );
     assert_eq!(body["request_id"], request_id.as_str(), "{body}");
     body
+}
+
+/// `GET url` with `client`, its body read as JSON.
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    let response = client.get(url).send().await.expect("GET answered");
+    response.json().await.expect("a JSON body")
 }
 
 /// Polls `probe` until it returns true, or panics after `limit` naming `what`.

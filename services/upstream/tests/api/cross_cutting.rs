@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use testkit::{assert_problem, inprocess};
+use testkit::{assert_problem, get_json, inprocess};
 use upstream::settings::AccessToken;
 
 #[tokio::test]
@@ -177,15 +177,7 @@ async fn metrics_are_prometheus_text_with_request_counts() {
 #[tokio::test]
 async fn the_openapi_document_describes_the_v1_contract() {
     let app = inprocess::upstream().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&app.client, app.url("/openapi.json")).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (path, method) in [
         ("/v1/kv/{key}", "put"),
@@ -214,15 +206,7 @@ async fn with_a_token_the_document_asks_for_it_on_v1_only() {
         settings.access_token = Some(AccessToken::parse("s3cret").unwrap());
     })
     .await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = get_json(&app.client, app.url("/openapi.json")).await;
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["basic"]["scheme"], "basic");
