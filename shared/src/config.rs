@@ -12,7 +12,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Map, Source, Value};
@@ -214,9 +216,30 @@ pub fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
     }
 }
 
+/// A parser for a whole number within `range`, for [`Layers::parse`].
+pub fn in_range<T>(range: RangeInclusive<T>) -> impl FnOnce(&str) -> Result<T, ()>
+where
+    T: FromStr + PartialOrd,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_range_takes_whole_numbers_within_its_bounds_only() {
+        let workers = || in_range::<usize>(1..=256);
+        assert_eq!(workers()("1"), Ok(1));
+        assert_eq!(workers()("256"), Ok(256));
+        for bad in ["0", "257", "-1", "1.5", "", "eight"] {
+            assert_eq!(workers()(bad), Err(()), "{bad}");
+        }
+    }
 
     const NAMES: &[&str] = &["PORT", "TIMEOUT", "TOKEN"];
 

@@ -30,7 +30,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
+use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
 use crate::health::Lifecycle;
 use crate::metrics::{Registry, RequestMetrics};
 
@@ -96,10 +96,7 @@ impl ServerSettings {
                 "WORKERS",
                 &cpus.to_string(),
                 "a number of worker threads from 1 to 256",
-                |text| match text.parse::<usize>() {
-                    Ok(n @ 1..=256) => Ok(n),
-                    _ => Err(()),
-                },
+                in_range::<usize>(1..=256),
             )?,
             shutdown_delay: layers.parse(
                 "SHUTDOWN_DELAY",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
 use shared::server::{self, ServerSettings};
 use url::Url;
 
@@ -62,10 +62,7 @@ impl Settings {
                 "CLICK_BUFFER_LIMIT",
                 "100000",
                 "a number of batches from 1 to 10000000",
-                |text| match text.parse::<usize>() {
-                    Ok(n @ 1..=10_000_000) => Ok(n),
-                    _ => Err(()),
-                },
+                in_range::<usize>(1..=10_000_000),
             )?,
         })
     }

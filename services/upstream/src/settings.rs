@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use shared::config::{ConfigError, Layers};
+use shared::config::{ConfigError, Layers, in_range};
 use shared::pattern::Pattern;
 use shared::server::{self, ServerSettings};
 
@@ -79,10 +79,7 @@ impl Settings {
                 "MAX_VALUE_BYTES",
                 "65536",
                 "a size in bytes from 1 to 16777216",
-                |text| match text.parse::<usize>() {
-                    Ok(n @ 1..=16_777_216) => Ok(n),
-                    _ => Err(()),
-                },
+                in_range::<usize>(1..=16_777_216),
             )?,
             read_cache_bytes: layers.parse(
                 "READ_CACHE_BYTES",

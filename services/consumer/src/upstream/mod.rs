@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 
 pub use attachment::{Attachment, Credentials};
 pub use breaker::{Breaker, Circuit};
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
 
 use crate::links::{Code, LinkDocument};
 
@@ -92,10 +92,7 @@ impl UpstreamSettings {
                 "CIRCUIT_FAILURES",
                 "5",
                 "a number of failures from 1 to 1000",
-                |text| match text.parse::<u32>() {
-                    Ok(n @ 1..=1000) => Ok(n),
-                    _ => Err(()),
-                },
+                in_range::<u32>(1..=1000),
             )?,
             circuit_cooldown: layers.parse(
                 "CIRCUIT_COOLDOWN",
