@@ -634,6 +634,58 @@ async fn one_request_id_follows_a_request_through_both_services_logs() {
     .await;
 }
 
+/// The peak resident memory of process `pid`, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line");
+    kib / 1024.0
+}
+
+/// What the consumer's peak memory (a debug build, whose idle peak is about 36 MiB here) may
+/// reach under 300 concurrent requests whose every reply is endless: each reads at most
+/// `MAX_REPLY_BYTES` of it. Without that bound each buffered what arrived until the deadline.
+const HOSTILE_RSS_BOUND_MIB: f64 = 96.0;
+
+#[tokio::test]
+async fn endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bounded() {
+    if skipped_on_external_stack(
+        "endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bounded",
+    ) {
+        return;
+    }
+    let (port, _hostile) = backends::hostile(backends::Hostility::Endless).await;
+    // Every request reaches the hostile upstream: the circuit never opens.
+    let consumer = spawn_consumer(
+        &attach(port),
+        &[("CIRCUIT_FAILURES", "1000"), ("UPSTREAM_TIMEOUT", "5s")],
+    )
+    .await;
+    let idle = peak_rss_mib(consumer.pid().as_raw());
+    let client = client();
+    let requests = (0..300).map(|i| {
+        let request = client.get(format!("{}/code{i}", consumer.url));
+        tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for request in requests.collect::<Vec<_>>() {
+        let status = request.await.unwrap().unwrap();
+        *statuses.entry(status.as_u16()).or_insert(0) += 1;
+    }
+    let peak = peak_rss_mib(consumer.pid().as_raw());
+    eprintln!(
+        "300 endless replies: statuses {statuses:?}, consumer peak RSS {peak:.1} MiB ({idle:.1} MiB before)"
+    );
+    assert_eq!(statuses.keys().collect::<Vec<_>>(), [&502], "{statuses:?}");
+    assert!(
+        peak < HOSTILE_RSS_BOUND_MIB,
+        "peak RSS {peak:.1} MiB, bound {HOSTILE_RSS_BOUND_MIB} MiB"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
     if skipped_on_external_stack("a_bad_upstream_url_stops_the_consumer_with_status_2") {

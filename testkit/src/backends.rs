@@ -1,6 +1,10 @@
-//! Stand-ins for an upstream that misbehaves, to attach a consumer to.
+//! Stand-ins for an upstream that misbehaves, to attach a consumer (or any future adapter's
+//! client) to: one that never answers, a port that refuses, and a [`hostile`] one.
 
-use tokio::net::{TcpListener, TcpSocket};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 /// An upstream that accepts connections and reads requests but never answers; it lives as long
@@ -25,4 +29,145 @@ pub fn refusing_port() -> (u16, TcpSocket) {
     socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
     let port = socket.local_addr().unwrap().port();
     (port, socket)
+}
+
+/// What a hostile upstream answers to every request: the repertoire a misconfigured or
+/// compromised backend has, which the consumer must end in a 502 or 504 of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostility {
+    /// `Content-Length` of 400 MB, then zeros as fast as they are taken.
+    Announced,
+    /// A chunked JSON body that never ends.
+    Endless,
+    /// A 20-byte body, one byte every 200 ms.
+    Trickle,
+    /// A 200 with an HTML page.
+    Html,
+    /// A 302 to elsewhere.
+    Redirect,
+    /// A 200 declared JSON that is not JSON.
+    NotJson,
+    /// A 200 whose header lines never end.
+    EndlessHeaders,
+    /// A well-formed 404, followed at once by a second answer nobody asked for.
+    ExtraAnswer,
+}
+
+/// An upstream that answers every request the `hostile` way, for as long as the returned task
+/// lives. Returns its port.
+pub async fn hostile(hostile: Hostility) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer(socket, hostile));
+        }
+    });
+    (port, task)
+}
+
+/// The marker every hostile body carries, so a test can check it went nowhere.
+pub const HOSTILE_MARKER: &str = "hostile-body-marker";
+
+async fn answer(mut socket: TcpStream, hostile: Hostility) {
+    let json = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+    loop {
+        if !read_head(&mut socket).await {
+            return;
+        }
+        let written = match hostile {
+            Hostility::Announced => {
+                let head =
+                    format!("{json}Content-Length: 400000000\r\n\r\n{{\"{HOSTILE_MARKER}\": \"");
+                stream_forever(&mut socket, head, b'0').await
+            }
+            Hostility::Endless => {
+                let head = format!("{json}Transfer-Encoding: chunked\r\n\r\n");
+                socket.write_all(head.as_bytes()).await.ok();
+                let chunk = format!("{:x}\r\n{}\r\n", 8192, "[".repeat(8192));
+                loop {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Hostility::Trickle => {
+                let body = format!("\"{HOSTILE_MARKER}\"");
+                let head = format!("{json}Content-Length: {}\r\n\r\n", body.len());
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for byte in body.bytes() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if socket.write_all(&[byte]).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(())
+            }
+            Hostility::Html => {
+                let body = format!("<html><body>{HOSTILE_MARKER}</body></html>");
+                socket
+                    .write_all(reply("200 OK", "text/html", &body).as_bytes())
+                    .await
+            }
+            Hostility::Redirect => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://example.com/{HOSTILE_MARKER}\r\nContent-Length: 0\r\n\r\n"
+                );
+                socket.write_all(head.as_bytes()).await
+            }
+            Hostility::NotJson => {
+                let body = format!("{HOSTILE_MARKER}: not json");
+                socket
+                    .write_all(reply("200 OK", "application/json", &body).as_bytes())
+                    .await
+            }
+            Hostility::EndlessHeaders => {
+                stream_forever(&mut socket, "HTTP/1.1 200 OK\r\n".to_owned(), b'x').await
+            }
+            Hostility::ExtraAnswer => {
+                let miss = reply("404 Not Found", "application/problem+json", "{}");
+                let extra = reply(
+                    "200 OK",
+                    "application/json",
+                    &format!("{{\"url\": \"http://{HOSTILE_MARKER}/\"}}"),
+                );
+                socket.write_all(format!("{miss}{extra}").as_bytes()).await
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+fn reply(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Writes `head`, then `filler` for as long as the peer takes it.
+async fn stream_forever(socket: &mut TcpStream, head: String, filler: u8) -> std::io::Result<()> {
+    socket.write_all(head.as_bytes()).await?;
+    let block = vec![filler; 64 * 1024];
+    loop {
+        socket.write_all(&block).await?;
+    }
+}
+
+/// Reads one request head (a body, which the consumer's reads do not have, is not expected);
+/// false when the peer has gone.
+async fn read_head(socket: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
 }

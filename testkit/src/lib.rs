@@ -68,6 +68,12 @@ pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> V
     response.json().await.expect("a JSON body")
 }
 
+/// `GET url` with `client`, its body as text.
+pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    let response = client.get(url).send().await.expect("GET answered");
+    response.text().await.expect("a text body")
+}
+
 /// Polls `probe` until it returns true, or panics after `limit` naming `what`.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
 where

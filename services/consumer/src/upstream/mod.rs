@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
@@ -115,6 +116,18 @@ impl UpstreamSettings {
     }
 }
 
+/// The most the consumer reads of any reply: what the largest answer of the contract it uses
+/// can take. That is a link document whose 2048-character URL is all four-byte characters,
+/// stored percent-encoded (12 bytes each: 24 KiB), with its creation time and id; counters and
+/// `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
+/// one that sends more is cut off there, so a backend cannot make the consumer buffer more.
+pub const MAX_REPLY_BYTES: usize = 32 * 1024;
+
+const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
+
+/// The public detail of [`UpstreamError::TooLarge`] (a test holds it to the constant).
+const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
+
 /// Where a link's document and its click counter live upstream: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
 /// (OpenAPI 3.1, path templating), so this is how the contract lets a client name such a key.
@@ -137,6 +150,8 @@ pub enum UpstreamError {
     Rejected(StatusCode),
     #[error("the upstream's answer is not what the v1 contract promises: {0}")]
     Malformed(String),
+    #[error("the upstream answered more than {MAX_REPLY_BYTES} bytes")]
+    TooLarge,
 }
 
 impl UpstreamError {
@@ -147,9 +162,10 @@ impl UpstreamError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Failed(_) | UpstreamError::Rejected(_) | UpstreamError::Malformed(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            UpstreamError::Failed(_)
+            | UpstreamError::Rejected(_)
+            | UpstreamError::Malformed(_)
+            | UpstreamError::TooLarge => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -173,6 +189,7 @@ impl UpstreamError {
             UpstreamError::Failed(_) => "the upstream store failed",
             UpstreamError::Rejected(_) => "the upstream store refused this service's credentials",
             UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
+            UpstreamError::TooLarge => TOO_LARGE,
         }
     }
 }
@@ -194,7 +211,7 @@ pub enum Created {
 /// A complete answer from the upstream.
 struct Reply {
     status: StatusCode,
-    body: actix_web::web::Bytes,
+    body: Bytes,
 }
 
 /// The connection to the attached resource; one per process.
@@ -363,6 +380,8 @@ impl Upstream {
             Ok(reply) if reply.status.is_server_error() => "server_error",
             Ok(_) => "answered",
             Err(UpstreamError::Timeout(_)) => "timeout",
+            Err(UpstreamError::TooLarge) => "oversized",
+            Err(UpstreamError::Malformed(_)) => "malformed",
             Err(_) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
@@ -401,23 +420,54 @@ impl Upstream {
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let sent = async {
-                let response = request.send().await?;
-                let status = StatusCode::from_u16(response.status().as_u16())
-                    .unwrap_or(StatusCode::BAD_GATEWAY);
-                Ok::<_, reqwest::Error>(Reply {
-                    status,
-                    body: response.bytes().await?,
-                })
-            };
-            match sent.await {
-                Ok(reply) => return Ok(reply),
+            let response = match request.send().await {
+                Ok(response) => response,
                 Err(error) if !tried && worth_retrying(&error) => {
                     tried = true;
                     log::info!("{method} {url}: {}; retrying once", error.without_url());
                     tokio::time::sleep(jitter()).await;
+                    continue;
+                }
+                Err(error) if answered_garbage(&error) => {
+                    let cause = describe(&error);
+                    return Err(UpstreamError::Malformed(format!(
+                        "not an HTTP answer: {cause}"
+                    )));
                 }
                 Err(error) => return Err(UpstreamError::Unreachable(describe(&error))),
+            };
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return Ok(Reply {
+                status,
+                body: bounded_body(response).await?,
+            });
+        }
+    }
+}
+
+/// The body of `response`, at most [`MAX_REPLY_BYTES`]: refused at once when its
+/// `Content-Length` says more, cut off as soon as more arrives. Dropping the response unread
+/// closes its connection instead of returning it to the pool. A body that breaks off after the
+/// upstream began to answer is its failure (502), not a reason to call it again.
+async fn bounded_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    let announced = response.content_length().unwrap_or(0);
+    if announced > MAX_REPLY_BYTES as u64 {
+        return Err(UpstreamError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(announced as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_REPLY_BYTES => {
+                return Err(UpstreamError::TooLarge);
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(error) => {
+                let cause = describe(&error);
+                return Err(UpstreamError::Malformed(format!(
+                    "the body broke off: {cause}"
+                )));
             }
         }
     }
@@ -451,6 +501,19 @@ fn worth_retrying(error: &reqwest::Error) -> bool {
             )
         {
             return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Whether the upstream answered, but not in HTTP: a status line or headers that do not parse,
+/// or a head larger than any answer.
+fn answered_garbage(error: &reqwest::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_parse() || hyper.is_parse_status();
         }
         source = cause.source();
     }

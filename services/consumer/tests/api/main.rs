@@ -4,5 +4,6 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
+mod hostile;
 mod links;
 mod resilience;

@@ -1,0 +1,103 @@
+//! A hostile upstream: whatever it answers, the consumer reads no more than it can use, answers
+//! its own 502 or 504 problem within the deadline, and passes nothing of the upstream's on.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use testkit::backends::{HOSTILE_MARKER, Hostility, hostile};
+use testkit::{assert_problem, inprocess};
+
+/// A consumer attached to a `hostility` upstream with a one-second deadline.
+async fn attached_to(hostility: Hostility) -> (inprocess::Consumer, tokio::task::JoinHandle<()>) {
+    let (port, task) = hostile(hostility).await;
+    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+        s.upstream.timeout = Duration::from_secs(1);
+        s.upstream.connect_timeout = Duration::from_millis(500);
+    })
+    .await;
+    (consumer, task)
+}
+
+/// Follows a code and checks the answer is `status`, as a problem of the consumer's own, in
+/// well under five times the deadline; returns the problem's detail.
+async fn follow_expecting(consumer: &inprocess::Consumer, status: StatusCode) -> String {
+    let started = Instant::now();
+    let response = consumer.follow("abc").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(response.headers().get("location").is_none());
+    let problem = assert_problem(response, status).await;
+    assert!(!problem.to_string().contains(HOSTILE_MARKER), "{problem}");
+    problem["detail"].as_str().unwrap().to_owned()
+}
+
+async fn outcome_count(consumer: &inprocess::Consumer, outcome: &str) -> u64 {
+    let metrics = testkit::get_text(&consumer.client, consumer.url("/metrics")).await;
+    let series = format!(r#"consumer_upstream_calls_total{{outcome="{outcome}"}} "#);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
+    let (consumer, _upstream) = attached_to(Hostility::Announced).await;
+    let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+    assert_eq!(
+        detail,
+        format!(
+            "the upstream store answered more than {} bytes",
+            consumer::upstream::MAX_REPLY_BYTES
+        )
+    );
+    assert_eq!(outcome_count(&consumer, "oversized").await, 1);
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_off_at_the_bound() {
+    let (consumer, _upstream) = attached_to(Hostility::Endless).await;
+    let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+    assert!(detail.contains("more than"), "{detail}");
+    assert_eq!(outcome_count(&consumer, "oversized").await, 1);
+}
+
+#[tokio::test]
+async fn a_trickling_body_ends_at_the_deadline() {
+    let (consumer, _upstream) = attached_to(Hostility::Trickle).await;
+    follow_expecting(&consumer, StatusCode::GATEWAY_TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn html_a_redirect_or_a_body_that_is_not_json_is_a_502() {
+    for hostility in [Hostility::Html, Hostility::Redirect, Hostility::NotJson] {
+        let (consumer, _upstream) = attached_to(hostility).await;
+        let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+        assert_eq!(
+            detail, "the upstream store answered something unexpected",
+            "{hostility:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn headers_that_never_end_are_a_502() {
+    let (consumer, _upstream) = attached_to(Hostility::EndlessHeaders).await;
+    follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+}
+
+#[tokio::test]
+async fn an_answer_nobody_asked_for_is_never_taken_for_the_next_one() {
+    let (consumer, _upstream) = attached_to(Hostility::ExtraAnswer).await;
+    for _ in 0..3 {
+        let response = consumer.follow("abc").await;
+        assert!(response.headers().get("location").is_none());
+        let status = response.status();
+        let problem = assert_problem(response, status).await;
+        assert!(
+            [StatusCode::NOT_FOUND, StatusCode::BAD_GATEWAY].contains(&status),
+            "{status}: {problem}"
+        );
+        assert!(!problem.to_string().contains(HOSTILE_MARKER), "{problem}");
+    }
+}
