@@ -296,3 +296,148 @@ async fn the_healthcheck_subcommand_probes_the_running_instance() {
     let (misconfigured, output) = run_to_exit(&upstream, &["healthcheck"], &[("PORT", "x")]).await;
     assert_eq!(misconfigured.code(), Some(1), "{output}");
 }
+
+/// A small tmpfs of its own, mounted for one test and unmounted when dropped; `None` where
+/// this process may not mount (not root, or in a container without the capability).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_507_logged_once_reads_go_on_and_writes_resume_with_space() {
+    let Some(disk) = SmallDisk::mount("2m") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_full_disk_is_a_507_logged_once_reads_go_on_and_writes_resume_with_space: \
+             mounting a small tmpfs needs root"
+        );
+        return;
+    };
+    // Space that the test gives back later.
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0; 512 * 1024]).unwrap();
+    let database = disk.path().join("upstream.sqlite3");
+    let mut service = upstream(&database, &[]).await;
+    let client = reqwest::Client::new();
+    let value = json!({ "pad": "x".repeat(16 * 1024) });
+    let put = |key: String| {
+        let request = client
+            .put(format!("{}/v1/kv/{key}", service.url))
+            .json(&value);
+        async move { request.send().await.unwrap() }
+    };
+
+    // Fill the disk: every answer is a 201 until the first 507.
+    let mut acknowledged = Vec::new();
+    let mut full = None;
+    for i in 0..400 {
+        let response = put(format!("fill/{i}")).await;
+        if response.status() == StatusCode::CREATED {
+            acknowledged.push(i);
+            continue;
+        }
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        full = Some(response.json::<Value>().await.unwrap());
+        break;
+    }
+    let problem = full.expect("the disk filled up within 400 writes of 16 KiB");
+    assert_eq!(problem["detail"], "storage is full", "{problem}");
+    assert!(!acknowledged.is_empty());
+    // More writes are refused the same way, and reads go on.
+    for i in 0..20 {
+        let refused = put(format!("more/{i}")).await;
+        assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
+    let read = client
+        .get(format!("{}/v1/kv/fill/{}", service.url, acknowledged[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let metrics = client
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("upstream_storage_full_total "))
+        .and_then(|value| value.parse().ok())
+        .expect("the metric");
+    assert!(counted >= 21, "{counted} refused writes counted");
+    let full_lines = |logs: &[String]| {
+        logs.iter()
+            .filter(|line| line.contains("the disk is full"))
+            .count()
+    };
+    assert_eq!(full_lines(&service.logs()), 1, "one line for the burst");
+
+    // Space comes back: writes succeed again by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let mut resumed = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resumed.is_none() {
+        assert!(Instant::now() < deadline, "writes did not resume");
+        let response = put("after".to_owned()).await;
+        if response.status().is_success() {
+            resumed = Some(response.status());
+        }
+    }
+    testkit::eventually(Duration::from_secs(5), "the recovery is logged", || async {
+        service
+            .logs()
+            .iter()
+            .any(|line| line.contains("writes succeed again"))
+    })
+    .await;
+
+    service.signal(Signal::SIGTERM);
+    assert!(service.wait_exit(Duration::from_secs(9)).await.success());
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    for i in &acknowledged {
+        let found: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM kv WHERE key = ?1",
+                [format!("fill/{i}")],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, 1, "acknowledged write fill/{i} was lost");
+    }
+    drop(conn);
+    drop(disk);
+}

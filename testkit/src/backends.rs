@@ -51,6 +51,9 @@ pub enum Hostility {
     EndlessHeaders,
     /// A well-formed 404, followed at once by a second answer nobody asked for.
     ExtraAnswer,
+    /// Not hostile, but unable: the `507` problem an upstream whose disk is full answers to
+    /// every request (and then closes the connection).
+    Full,
 }
 
 /// An upstream that answers every request the `hostile` way, for as long as the returned task
@@ -125,6 +128,13 @@ async fn answer(mut socket: TcpStream, hostile: Hostility) {
             }
             Hostility::EndlessHeaders => {
                 stream_forever(&mut socket, "HTTP/1.1 200 OK\r\n".to_owned(), b'x').await
+            }
+            Hostility::Full => {
+                let body = r#"{"type":"about:blank","title":"Insufficient Storage","status":507,"detail":"storage is full"}"#;
+                let answer = reply("507 Insufficient Storage", "application/problem+json", body);
+                let closing = answer.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                let _ = socket.write_all(closing.as_bytes()).await;
+                return;
             }
             Hostility::ExtraAnswer => {
                 let miss = reply("404 Not Found", "application/problem+json", "{}");

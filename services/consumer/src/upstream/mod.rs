@@ -125,6 +125,10 @@ pub const MAX_REPLY_BYTES: usize = 32 * 1024;
 
 const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
 
+/// Seconds a client is asked to wait while the upstream's storage is full: long enough not to
+/// press on a backend that needs its operator, short enough to notice space coming back.
+const FULL_RETRY_AFTER: u64 = 30;
+
 /// The public detail of [`UpstreamError::TooLarge`] (a test holds it to the constant).
 const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
 
@@ -152,13 +156,15 @@ pub enum UpstreamError {
     Malformed(String),
     #[error("the upstream answered more than {MAX_REPLY_BYTES} bytes")]
     TooLarge,
+    #[error("the upstream's storage is full (507)")]
+    Full,
 }
 
 impl UpstreamError {
     /// The status the consumer answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_) => {
+            UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_) | UpstreamError::Full => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -174,6 +180,7 @@ impl UpstreamError {
         match self {
             UpstreamError::CircuitOpen(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
             UpstreamError::Unreachable(_) => Some(1),
+            UpstreamError::Full => Some(FULL_RETRY_AFTER),
             _ => None,
         }
     }
@@ -190,6 +197,7 @@ impl UpstreamError {
             UpstreamError::Rejected(_) => "the upstream store refused this service's credentials",
             UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
             UpstreamError::TooLarge => TOO_LARGE,
+            UpstreamError::Full => "the upstream store is full; try again later",
         }
     }
 }
@@ -377,6 +385,9 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(self.deadline)),
         };
         let label = match &outcome {
+            // A full disk is an answer of the contract: the upstream works and still serves
+            // reads, so it must not open the circuit that redirects go through.
+            Ok(reply) if reply.status == StatusCode::INSUFFICIENT_STORAGE => "full",
             Ok(reply) if reply.status.is_server_error() => "server_error",
             Ok(_) => "answered",
             Err(UpstreamError::Timeout(_)) => "timeout",
@@ -385,7 +396,7 @@ impl Upstream {
             Err(_) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
-        if label == "answered" {
+        if matches!(label, "answered" | "full") {
             permit.succeeded();
         } else {
             permit.failed();
@@ -543,6 +554,7 @@ fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamE
 fn unexpected(reply: &Reply) -> UpstreamError {
     match reply.status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::Rejected(reply.status),
+        StatusCode::INSUFFICIENT_STORAGE => UpstreamError::Full,
         status if status.is_server_error() => UpstreamError::Failed(status),
         status => UpstreamError::Malformed(format!("unexpected status {status}")),
     }

@@ -101,3 +101,22 @@ async fn an_answer_nobody_asked_for_is_never_taken_for_the_next_one() {
         assert!(!problem.to_string().contains(HOSTILE_MARKER), "{problem}");
     }
 }
+
+#[tokio::test]
+async fn a_full_upstream_is_a_503_to_retry_later_and_leaves_the_circuit_closed() {
+    let (consumer, _upstream) = attached_to(Hostility::Full).await;
+    for _ in 0..8 {
+        let response = consumer
+            .shorten(serde_json::json!({"url": "https://example.com/"}))
+            .await;
+        assert_eq!(response.headers()["retry-after"], "30");
+        let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(
+            problem["detail"],
+            "the upstream store is full; try again later"
+        );
+    }
+    assert_eq!(outcome_count(&consumer, "full").await, 8);
+    let status = consumer.get_json("/api/status").await;
+    assert_eq!(status["upstream"]["circuit"], "closed", "{status}");
+}

@@ -88,6 +88,7 @@ fn one() -> i64 {
         (status = 413, description = "The body is larger than MAX_VALUE_BYTES"),
         (status = 415, description = "A body not declared as application/json"),
         (status = 422, description = "A body that is not `{\"by\": n}`, an Idempotency-Key used before with another amount, or a sum outside the 64-bit range"),
+        (status = 507, description = "The disk is full; reads go on, and writes resume by themselves once there is space"),
         StorageFailures))]
 pub async fn increment(
     state: web::Data<State>,

@@ -35,13 +35,17 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Storage(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(StoreError::Full) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let problem = if status.is_server_error() {
+        // Storage logs a full disk once per burst, not once per refused request.
+        let problem = if let ApiError::Storage(StoreError::Full) = self {
+            Problem::with_detail(status, "storage is full")
+        } else if status.is_server_error() {
             log::error!("{self}");
             Problem::new(status, None)
         } else {

@@ -108,6 +108,7 @@ impl utoipa::IntoParams for ListQuery {
         (status = 412, description = "The precondition does not hold"),
         (status = 413, description = "The value is larger than MAX_VALUE_BYTES"),
         (status = 415, description = "The body is not declared as application/json"),
+        (status = 507, description = "The disk is full; reads go on, and writes resume by themselves once there is space"),
         StorageFailures))]
 pub async fn put(
     state: web::Data<State>,
@@ -181,6 +182,7 @@ pub async fn get(
         (status = 400, description = "An invalid key, If-Match or If-None-Match"),
         (status = 404, description = "No value at this key"),
         (status = 412, description = "The precondition does not hold"),
+        (status = 507, description = "The disk is full; reads go on, and writes resume by themselves once there is space"),
         StorageFailures))]
 pub async fn delete(
     state: web::Data<State>,

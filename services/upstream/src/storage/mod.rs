@@ -39,7 +39,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use cache::ReadCache;
-use writer::{Writer, WriterContext};
+use writer::{FullDisk, Writer, WriterContext};
 
 pub use counters::Increment;
 pub use kv::{Delete, Page, Precondition, Put};
@@ -59,10 +59,16 @@ pub enum StoreError {
     Blocking,
     #[error("storage is shut down")]
     Closed,
+    #[error("the disk is full")]
+    Full,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
+        // SQLite reports a write that found no space (ENOSPC) as SQLITE_FULL.
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StoreError::Full;
+        }
         StoreError::Sqlite(Arc::new(error))
     }
 }
@@ -143,6 +149,7 @@ impl Store {
         let context = WriterContext {
             batch_sizes,
             cache: cache.clone(),
+            full: FullDisk::new(registry).map_err(|e| OpenError(e.to_string()))?,
         };
         let (writer, thread) = Writer::start(conn, context);
         Ok(Store {

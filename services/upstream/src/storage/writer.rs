@@ -14,7 +14,7 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounter, Registry};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,8 +37,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// A unit of work for the writer.
 trait Job: Send {
     /// Runs inside the batch's transaction; returns how to answer once the commit's outcome is
-    /// known.
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> Completion;
+    /// known, and whether the job itself failed for want of disk space.
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> (Completion, bool);
     /// Answers without having run, when the batch could not even begin.
     fn refuse(self: Box<Self>, error: StoreError);
 }
@@ -56,7 +56,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> Completion {
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, effects: &mut Effects) -> (Completion, bool) {
         let Pending { work, reply } = *self;
         let outcome = tx
             .savepoint()
@@ -69,9 +69,11 @@ where
                 effects.append(&mut own);
                 Ok(outcome)
             });
-        Box::new(move |committed: Result<(), StoreError>| {
+        let out_of_space = matches!(outcome, Err(StoreError::Full));
+        let complete = Box::new(move |committed: Result<(), StoreError>| {
             let _ = reply.send(committed.and(outcome));
-        })
+        });
+        (complete, out_of_space)
     }
 
     fn refuse(self: Box<Self>, error: StoreError) {
@@ -96,6 +98,60 @@ pub(super) struct Writer {
 pub(super) struct WriterContext {
     pub batch_sizes: Histogram,
     pub cache: ReadCache,
+    pub full: FullDisk,
+}
+
+/// How long a full disk goes without a log line while writes keep being refused.
+const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes refused because the disk is full: counted in a metric, and logged once when a burst
+/// begins, then at most every [`FULL_LOG_EVERY`], and once more when writes succeed again,
+/// rather than once per request.
+pub(super) struct FullDisk {
+    refused: IntCounter,
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl FullDisk {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let refused = IntCounter::new(
+            "upstream_storage_full_total",
+            "Writes refused because the disk was full",
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        Ok(FullDisk {
+            refused,
+            unlogged: 0,
+            last_logged: None,
+        })
+    }
+
+    fn refused(&mut self, writes: usize) {
+        self.refused.inc_by(writes as u64);
+        self.unlogged += writes as u64;
+        if self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY)
+        {
+            log::error!(
+                "storage: the disk is full; {} writes refused (reads go on; writes resume when there is space)",
+                self.unlogged
+            );
+            self.unlogged = 0;
+            self.last_logged = Some(Instant::now());
+        }
+    }
+
+    fn committed(&mut self) {
+        if self.last_logged.take().is_some() {
+            log::warn!(
+                "storage: writes succeed again ({} more refused since the last line)",
+                self.unlogged
+            );
+            self.unlogged = 0;
+        }
+    }
 }
 
 impl Writer {
@@ -136,7 +192,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: WriterContext) {
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, mut context: WriterContext) {
     let mut last_prune = Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut loads = Vec::new();
@@ -164,7 +220,7 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, context: Writer
             if prune {
                 last_prune = Instant::now();
             }
-            commit_batch(&mut conn, batch.drain(..), prune, &context.cache);
+            commit_batch(&mut conn, batch.drain(..), prune, &mut context);
         }
         // After the batch: a load sees every write committed before it.
         for key in loads.drain(..) {
@@ -187,19 +243,30 @@ fn commit_batch(
     conn: &mut Connection,
     jobs: impl Iterator<Item = Box<dyn Job>>,
     prune: bool,
-    cache: &ReadCache,
+    context: &mut WriterContext,
 ) {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(error) => {
-            log::error!("storage: cannot begin a transaction: {error}");
             let error = StoreError::from(error);
-            jobs.for_each(|job| job.refuse(error.clone()));
+            let jobs: Vec<_> = jobs.collect();
+            match error {
+                StoreError::Full => context.full.refused(jobs.len()),
+                _ => log::error!("storage: cannot begin a transaction: {error}"),
+            }
+            jobs.into_iter().for_each(|job| job.refuse(error.clone()));
             return;
         }
     };
     let mut effects = Effects::new();
-    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut tx, &mut effects)).collect();
+    let mut out_of_space = 0;
+    let completions: Vec<Completion> = jobs
+        .map(|job| {
+            let (complete, full) = job.run(&mut tx, &mut effects);
+            out_of_space += usize::from(full);
+            complete
+        })
+        .collect();
     if prune {
         match schema::prune_idempotency_keys(&tx) {
             Ok(0) => {}
@@ -207,17 +274,20 @@ fn commit_batch(
             Err(error) => log::warn!("storage: pruning idempotency keys failed: {error}"),
         }
     }
-    let committed = tx.commit().map_err(|error| {
-        log::error!(
+    let committed = tx.commit().map_err(StoreError::from);
+    match &committed {
+        Ok(()) if out_of_space > 0 => context.full.refused(out_of_space),
+        Ok(()) => context.full.committed(),
+        Err(StoreError::Full) => context.full.refused(completions.len()),
+        Err(error) => log::error!(
             "storage: commit failed, {} writes refused: {error}",
             completions.len()
-        );
-        StoreError::from(error)
-    });
+        ),
+    }
     if committed.is_ok() {
         // Before anyone is answered, so that a client reads its own writes.
         for (key, known) in effects {
-            cache.record(key, known);
+            context.cache.record(key, known);
         }
     }
     for complete in completions {
