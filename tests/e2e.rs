@@ -24,7 +24,7 @@ use testkit::process::{
     spawn_consumer, spawn_upstream,
 };
 use testkit::proxy::{Fault, FaultProxy};
-use testkit::{assert_problem, backends, eventually, get_json};
+use testkit::{assert_problem, backends, eventually, get_json, get_text};
 
 /// The two ports under test, spawned here or already running.
 struct Stack {
@@ -555,14 +555,7 @@ async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
     let response = shorten(&client, &consumer.url, "https://example.com/").await;
     let problem = assert_problem(response, StatusCode::BAD_GATEWAY).await;
     assert!(!problem.to_string().contains("Wr0ngPassw0rd"));
-    let status = client
-        .get(format!("{}/api/status", consumer.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = get_text(&client, format!("{}/api/status", consumer.url)).await;
     assert!(
         !status.contains("Wr0ngPassw0rd") && status.contains("portbound:***@"),
         "{status}"

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use testkit::get_json;
 use testkit::process::{Service, binary, run_to_exit, start};
+use testkit::{get_json, get_text, metric};
 
 async fn upstream(database: &Path, extra: &[(&str, &str)]) -> Service {
     let database = database.to_str().unwrap();
@@ -381,20 +381,9 @@ async fn a_full_disk_is_a_507_logged_once_reads_go_on_and_writes_resume_with_spa
         .await
         .unwrap();
     assert_eq!(read.status(), StatusCode::OK);
-    let metrics = client
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: u64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("upstream_storage_full_total "))
-        .and_then(|value| value.parse().ok())
-        .expect("the metric");
-    assert!(counted >= 21, "{counted} refused writes counted");
+    let metrics = get_text(&client, format!("{}/metrics", service.url)).await;
+    let counted = metric(&metrics, "upstream_storage_full_total").expect("the metric");
+    assert!(counted >= 21.0, "{counted} refused writes counted");
     let full_lines = |logs: &[String]| {
         logs.iter()
             .filter(|line| line.contains("the disk is full"))

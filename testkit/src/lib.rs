@@ -16,7 +16,8 @@
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
-//! - [`assert_problem`], [`eventually`] and [`get_json`] (here): what every suite does.
+//! - [`assert_problem`], [`eventually`], [`get_json`], [`get_text`] and [`metric`] (here):
+//!   what every suite does.
 //!
 //! Ports are never guessed: every server binds port 0 and the test learns the port from it,
 //! and a port that must refuse connections is held by a socket that never listens.
@@ -72,6 +73,12 @@ pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> V
 pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
     let response = client.get(url).send().await.expect("GET answered");
     response.text().await.expect("a text body")
+}
+
+/// The value of `series` (its name and labels as printed) in Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Polls `probe` until it returns true, or panics after `limit` naming `what`.

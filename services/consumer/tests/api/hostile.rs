@@ -31,15 +31,6 @@ async fn follow_expecting(consumer: &inprocess::Consumer, status: StatusCode) ->
     problem["detail"].as_str().unwrap().to_owned()
 }
 
-async fn outcome_count(consumer: &inprocess::Consumer, outcome: &str) -> u64 {
-    let metrics = testkit::get_text(&consumer.client, consumer.url("/metrics")).await;
-    let series = format!(r#"consumer_upstream_calls_total{{outcome="{outcome}"}} "#);
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |value| value.parse().unwrap())
-}
-
 #[tokio::test]
 async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
     let (consumer, _upstream) = attached_to(Hostility::Announced).await;
@@ -51,7 +42,7 @@ async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
             consumer::upstream::MAX_REPLY_BYTES
         )
     );
-    assert_eq!(outcome_count(&consumer, "oversized").await, 1);
+    assert_eq!(consumer.upstream_calls("oversized").await, 1);
 }
 
 #[tokio::test]
@@ -59,7 +50,7 @@ async fn an_endless_body_is_cut_off_at_the_bound() {
     let (consumer, _upstream) = attached_to(Hostility::Endless).await;
     let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
     assert!(detail.contains("more than"), "{detail}");
-    assert_eq!(outcome_count(&consumer, "oversized").await, 1);
+    assert_eq!(consumer.upstream_calls("oversized").await, 1);
 }
 
 #[tokio::test]
@@ -116,7 +107,7 @@ async fn a_full_upstream_is_a_503_to_retry_later_and_leaves_the_circuit_closed()
             "the upstream store is full; try again later"
         );
     }
-    assert_eq!(outcome_count(&consumer, "full").await, 8);
+    assert_eq!(consumer.upstream_calls("full").await, 8);
     let status = consumer.get_json("/api/status").await;
     assert_eq!(status["upstream"]["circuit"], "closed", "{status}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use testkit::{assert_problem, eventually, inprocess};
+use testkit::{assert_problem, eventually, get_text, inprocess};
 
 #[tokio::test]
 async fn a_link_is_created_followed_and_counted() {
@@ -376,15 +376,7 @@ async fn the_openapi_document_and_metrics_are_served() {
     assert_eq!(url["maxLength"], consumer::links::MAX_URL_LEN);
     let code = consumer.shorten_ok("https://example.com/").await;
     consumer.follow(&code).await;
-    let metrics = consumer
-        .client
-        .get(consumer.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&consumer.client, consumer.url("/metrics")).await;
     assert!(
         metrics.contains(
             r#"consumer_http_requests_total{endpoint="/{code}",method="GET",status="302"} 1"#

@@ -72,10 +72,14 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
         let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
         assert_eq!(problem["detail"], "the upstream store is unreachable");
     }
-    let unreachable = calls(&consumer, "unreachable").await;
+    let unreachable = consumer.upstream_calls("unreachable").await;
     let fast = consumer.follow("abc").await;
-    assert_eq!(calls(&consumer, "unreachable").await, unreachable);
-    assert_eq!(calls(&consumer, "circuit_open").await, 1, "it failed fast");
+    assert_eq!(consumer.upstream_calls("unreachable").await, unreachable);
+    assert_eq!(
+        consumer.upstream_calls("circuit_open").await,
+        1,
+        "it failed fast"
+    );
     let retry_after: u64 = fast.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -134,21 +138,6 @@ async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(5),
         "took {took:?}"
     );
-}
-
-/// How many of the consumer's upstream calls ended with `outcome`, from its metrics.
-async fn calls(consumer: &inprocess::Consumer, outcome: &str) -> u64 {
-    let metrics = reqwest::get(consumer.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!(r#"consumer_upstream_calls_total{{outcome="{outcome}"}} "#);
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0, |value| value.parse().unwrap())
 }
 
 #[tokio::test]
