@@ -650,7 +650,8 @@ async fn endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bound
     ) {
         return;
     }
-    let (port, _hostile) = backends::hostile(backends::Hostility::Endless).await;
+    let upstream = backends::hostile(backends::Hostility::Endless).await;
+    let port = upstream.port;
     // Every request reaches the hostile upstream: the circuit never opens.
     let consumer = spawn_consumer(
         &attach(port),
@@ -673,6 +674,12 @@ async fn endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bound
         "300 endless replies: statuses {statuses:?}, consumer peak RSS {peak:.1} MiB ({idle:.1} MiB before)"
     );
     assert_eq!(statuses.keys().collect::<Vec<_>>(), [&502], "{statuses:?}");
+    let leaked: Vec<_> = consumer
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("[[[["))
+        .collect();
+    assert!(leaked.is_empty(), "the upstream's body was logged: {leaked:?}");
     assert!(
         peak < HOSTILE_RSS_BOUND_MIB,
         "peak RSS {peak:.1} MiB, bound {HOSTILE_RSS_BOUND_MIB} MiB"

@@ -1,6 +1,8 @@
 //! Stand-ins for an upstream that misbehaves, to attach a consumer (or any future adapter's
 //! client) to: one that never answers, a port that refuses, and a [`hostile`] one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,17 +58,44 @@ pub enum Hostility {
     Full,
 }
 
-/// An upstream that answers every request the `hostile` way, for as long as the returned task
-/// lives. Returns its port.
-pub async fn hostile(hostile: Hostility) -> (u16, JoinHandle<()>) {
+/// An upstream that answers every request the `hostile` way, for as long as it lives.
+pub struct Hostile {
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+/// Starts an upstream that answers every request the `hostile` way.
+pub async fn hostile(hostility: Hostility) -> Hostile {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     let task = tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(answer(socket, hostile));
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(answer(socket, hostility));
         }
     });
-    (port, task)
+    Hostile {
+        port,
+        connections,
+        task,
+    }
+}
+
+impl Hostile {
+    /// How many connections it has accepted: a client that does not reuse a connection after
+    /// a bad answer opens one per request.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The marker every hostile body carries, so a test can check it went nowhere.

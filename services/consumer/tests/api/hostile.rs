@@ -4,18 +4,18 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use testkit::backends::{HOSTILE_MARKER, Hostility, hostile};
+use testkit::backends::{HOSTILE_MARKER, Hostile, Hostility, hostile};
 use testkit::{assert_problem, inprocess};
 
 /// A consumer attached to a `hostility` upstream with a one-second deadline.
-async fn attached_to(hostility: Hostility) -> (inprocess::Consumer, tokio::task::JoinHandle<()>) {
-    let (port, task) = hostile(hostility).await;
-    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
+async fn attached_to(hostility: Hostility) -> (inprocess::Consumer, Hostile) {
+    let upstream = hostile(hostility).await;
+    let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{}/", upstream.port), |s| {
         s.upstream.timeout = Duration::from_secs(1);
         s.upstream.connect_timeout = Duration::from_millis(500);
     })
     .await;
-    (consumer, task)
+    (consumer, upstream)
 }
 
 /// Follows a code and checks the answer is `status`, as a problem of the consumer's own, in
@@ -33,8 +33,11 @@ async fn follow_expecting(consumer: &inprocess::Consumer, status: StatusCode) ->
 
 #[tokio::test]
 async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
-    let (consumer, _upstream) = attached_to(Hostility::Announced).await;
+    let (consumer, upstream) = attached_to(Hostility::Announced).await;
     let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+    // The refused connection is not pooled: the next call opens another.
+    follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+    assert_eq!(upstream.connections(), 2);
     assert_eq!(
         detail,
         format!(
@@ -42,15 +45,21 @@ async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
             consumer::upstream::MAX_REPLY_BYTES
         )
     );
-    assert_eq!(consumer.upstream_calls("oversized").await, 1);
+    assert_eq!(consumer.upstream_calls("oversized").await, 2);
 }
 
 #[tokio::test]
 async fn an_endless_body_is_cut_off_at_the_bound() {
-    let (consumer, _upstream) = attached_to(Hostility::Endless).await;
+    let (consumer, upstream) = attached_to(Hostility::Endless).await;
     let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
     assert!(detail.contains("more than"), "{detail}");
-    assert_eq!(consumer.upstream_calls("oversized").await, 1);
+    follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "a cut-off connection is not reused"
+    );
+    assert_eq!(consumer.upstream_calls("oversized").await, 2);
 }
 
 #[tokio::test]
