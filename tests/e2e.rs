@@ -679,7 +679,10 @@ async fn endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bound
         .into_iter()
         .filter(|line| line.contains("[[[["))
         .collect();
-    assert!(leaked.is_empty(), "the upstream's body was logged: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "the upstream's body was logged: {leaked:?}"
+    );
     assert!(
         peak < HOSTILE_RSS_BOUND_MIB,
         "peak RSS {peak:.1} MiB, bound {HOSTILE_RSS_BOUND_MIB} MiB"
