@@ -20,19 +20,11 @@ use crate::health::Health;
 use crate::problem::{self, Problem};
 use crate::request_id;
 
-/// A header a service puts on its responses.
+/// A header a service puts on every response.
 pub struct ResponseHeader {
     pub name: &'static str,
     pub description: &'static str,
     pub schema: Value,
-    /// Whether every response carries it; otherwise it is declared on the responses whose
-    /// status `on` admits, and only there.
-    pub on: fn(u16) -> bool,
-}
-
-/// Any status.
-pub fn always(_status: u16) -> bool {
-    true
 }
 
 /// Completes a service's document: adds the operations every app serves (`/livez`, `/metrics`,
@@ -123,7 +115,6 @@ fn request_id_header() -> ResponseHeader {
         name: "X-Request-Id",
         description: "The request's id: the client's own when it was sane, otherwise a new UUID",
         schema: json!({"type": "string", "pattern": request_id::PATTERN.source()}),
-        on: always,
     }
 }
 
@@ -140,12 +131,10 @@ fn complete_response(
         .as_object_mut()
         .expect("headers are a map");
     for header in std::iter::once(request_id).chain(headers) {
-        if (header.on)(status) {
-            declared.insert(
-                header.name.to_owned(),
-                json!({"$ref": format!("#/components/headers/{}", header.name)}),
-            );
-        }
+        declared.insert(
+            header.name.to_owned(),
+            json!({"$ref": format!("#/components/headers/{}", header.name)}),
+        );
     }
     if status >= 400 && !response.contains_key("content") {
         response.insert(
@@ -213,7 +202,6 @@ mod tests {
             name: "X-Instance",
             description: "which",
             schema: json!({"type": "string"}),
-            on: |status| status == 503,
         };
         let document = finish(<Doc as utoipa::OpenApi>::openapi(), &[instance]);
         let responses = &document["paths"]["/probe"]["get"]["responses"];
@@ -226,7 +214,10 @@ mod tests {
             responses["200"]["headers"]["X-Request-Id"]["$ref"],
             "#/components/headers/X-Request-Id"
         );
-        assert!(responses["200"]["headers"].get("X-Instance").is_none());
+        assert_eq!(
+            responses["200"]["headers"]["X-Instance"]["$ref"],
+            "#/components/headers/X-Instance"
+        );
         assert_eq!(
             responses["503"]["headers"]["X-Instance"]["$ref"],
             "#/components/headers/X-Instance"

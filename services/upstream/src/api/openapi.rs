@@ -7,7 +7,7 @@
 //! its 401, exactly when `ACCESS_TOKEN` makes `/v1` ask for one.
 
 use serde_json::{Value, json};
-use shared::openapi::{ResponseHeader, always};
+use shared::openapi::ResponseHeader;
 use utoipa::OpenApi;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -38,7 +38,6 @@ pub fn document(with_token: bool) -> Value {
         name: "X-Instance",
         description: "INSTANCE_NAME: which backend answered",
         schema: json!({"type": "string", "pattern": INSTANCE_PATTERN.source()}),
-        on: always,
     };
     let mut document = shared::openapi::finish(api, &[instance]);
     let key = json!({"key": "$request.path.key"});
