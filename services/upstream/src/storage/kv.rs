@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Entry, Store, StoreError};
+use super::{Entry, Store, StoreError, schema};
 use crate::key::Key;
 
 /// The condition a write is made under (from `If-Match` / `If-None-Match`).
@@ -98,6 +98,9 @@ impl Store {
                                                      version = excluded.version",
                 )?
                 .execute(params![key.as_str(), value, version])?;
+                if current.is_none() {
+                    schema::count_keys(conn, 1)?;
+                }
                 let value = Bytes::from(value);
                 effects.push((key.to_string(), Some(Entry { value, version })));
                 Ok(match current {
@@ -120,6 +123,7 @@ impl Store {
                 }
                 conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([key.as_str()])?;
+                schema::count_keys(conn, -1)?;
                 effects.push((key.to_string(), None));
                 Ok(Delete::Deleted)
             })

@@ -33,6 +33,14 @@ const SCHEMA: &str = "
         value INTEGER NOT NULL
     );
     INSERT OR IGNORE INTO sequence (name, value) VALUES ('version', 0);
+    -- How many keys kv holds, kept by every write that adds or removes one, so that /v1/info
+    -- (which every consumer's readiness probe asks) costs the same at any size. A database from
+    -- before it is counted once, here.
+    CREATE TABLE IF NOT EXISTS stats (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO stats (name, value) SELECT 'keys', count(*) FROM kv;
 ";
 
 /// Makes `conn` ready: a busy timeout, WAL (really in force), `synchronous=FULL`, the tables.
@@ -58,6 +66,13 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), OpenError> {
 pub(super) fn prune_idempotency_keys(conn: &Connection) -> rusqlite::Result<usize> {
     let cutoff = unix_now() - IDEMPOTENCY_TTL.as_secs() as i64;
     conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [cutoff])
+}
+
+/// Adds `change` (1 or -1) to the number of keys, in the caller's transaction.
+pub(super) fn count_keys(conn: &Connection, change: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE stats SET value = value + ?1 WHERE name = 'keys'")?
+        .execute([change])
+        .map(drop)
 }
 
 pub(super) fn unix_now() -> i64 {

@@ -217,3 +217,55 @@ async fn a_path_that_is_not_a_database_is_refused() {
     assert!(Store::open(path.to_str().unwrap(), 0, &Registry::new()).is_err());
     assert!(Store::open(dir.path().to_str().unwrap(), 0, &Registry::new()).is_err());
 }
+
+#[tokio::test]
+async fn the_key_count_follows_creates_and_deletes_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count.sqlite3");
+    let path = path.to_str().unwrap();
+    let store = Store::open(path, 0, &Registry::new()).unwrap();
+    for name in ["a", "b", "c"] {
+        store
+            .put(key(name), "1".into(), Precondition::None)
+            .await
+            .unwrap();
+    }
+    store
+        .put(key("a"), "2".into(), Precondition::None)
+        .await
+        .unwrap();
+    store.delete(key("b"), Precondition::None).await.unwrap();
+    store.delete(key("b"), Precondition::None).await.unwrap();
+    store
+        .put(key("c"), "3".into(), Precondition::Absent)
+        .await
+        .unwrap();
+    assert_eq!(store.key_count().await.unwrap(), 2);
+    store.close().await;
+
+    let store = Store::open(path, 0, &Registry::new()).unwrap();
+    assert_eq!(store.key_count().await.unwrap(), 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_count_is_counted_once_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+    for name in ["a", "b"] {
+        store
+            .put(key(name), "1".into(), Precondition::None)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    // As an older upstream left it: the same rows, no count.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE stats").unwrap();
+    drop(conn);
+
+    let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+    assert_eq!(store.key_count().await.unwrap(), 2);
+    store.close().await;
+}
