@@ -26,7 +26,7 @@ use actix_http::{Request, Response};
 use actix_service::IntoServiceFactory;
 use actix_web::body::MessageBody;
 use actix_web::dev::{self, AppConfig, Server, ServiceFactory};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -207,9 +207,11 @@ impl Service<'_> {
                     .fold(DefaultHeaders::new(), |all, (name, value)| {
                         all.add((*name, value.clone()))
                     });
+                // No layer at all for a service without headers of its own: the redirect
+                // path pays for every middleware.
                 crate::app::base(metrics.clone(), body_limit, openapi.clone())
                     .configure(configure.clone())
-                    .wrap(every_response)
+                    .wrap(Condition::new(!headers.is_empty(), every_response))
             }),
             listener,
         )?;
