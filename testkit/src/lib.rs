@@ -16,8 +16,8 @@
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
-//! - [`assert_problem`], [`eventually`], [`get_json`], [`get_text`] and [`metric`] (here):
-//!   what every suite does.
+//! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`]
+//!   and [`metric`] (here): what every suite does.
 //!
 //! Ports are never guessed: every server binds port 0 and the test learns the port from it,
 //! and a port that must refuse connections is held by a socket that never listens.
@@ -61,6 +61,14 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     );
     assert_eq!(body["request_id"], request_id.as_str(), "{body}");
     body
+}
+
+/// Asserts that `method` on `url` is a 405 problem whose `Allow` header is `allow`.
+pub async fn assert_not_allowed(client: &reqwest::Client, method: &str, url: &str, allow: &str) {
+    let method = method.parse().expect("an HTTP method");
+    let response = client.request(method, url).send().await.expect("answered");
+    assert_eq!(response.headers()["allow"], allow, "{url}");
+    assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 /// `GET url` with `client`, its body read as JSON.

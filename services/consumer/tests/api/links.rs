@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use testkit::{assert_problem, eventually, get_text, inprocess};
+use testkit::{assert_not_allowed, assert_problem, eventually, get_text, inprocess};
 
 #[tokio::test]
 async fn a_link_is_created_followed_and_counted() {
@@ -345,14 +345,7 @@ async fn methods_a_path_does_not_serve_are_405_with_allow() {
         ("PUT", "/api/links/abc", "GET"),
         ("POST", "/abc", "GET"),
     ] {
-        let response = consumer
-            .client
-            .request(method.parse().unwrap(), consumer.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
-        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert_not_allowed(&consumer.client, method, &consumer.url(path), allow).await;
     }
     let unknown = consumer
         .client
