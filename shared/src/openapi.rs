@@ -1,5 +1,4 @@
-//! The OpenAPI documents both services serve at `/openapi.json`, and the text rules they share
-//! with their validators.
+//! What the OpenAPI documents both services serve at `/openapi.json` have in common.
 //!
 //! A document is a contract only when it says exactly what the server enforces, no more and no
 //! less. Two things keep the two from drifting:

@@ -99,7 +99,8 @@ pub async fn increment(
     let by = if body.is_empty() {
         1
     } else {
-        parse_json::<Option<Object<IncrementBy>>>(&req, &body)?.map_or(one(), |body| body.0.by)
+        parse_json::<Option<Object<IncrementBy>>>(&req, &body)?
+            .map_or(one(), |body| body.into_inner().by)
     };
     let idempotency_key = header_text(&req, &IDEMPOTENCY_KEY)?
         .map(|key| {
