@@ -39,6 +39,10 @@ pub struct Problem {
     /// The `X-Request-Id` of the request, to find it in both services' logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The member of the request body this problem concerns, as a JSON Pointer (`/url`), so a
+    /// form can show it beside its field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
 }
 
 impl Problem {
@@ -50,6 +54,15 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             request_id: request_id::current().map(|id| id.as_str().to_owned()),
+            pointer: None,
+        }
+    }
+
+    /// The same problem, about the request body's member at `pointer`.
+    pub fn at(self, pointer: Option<&str>) -> Self {
+        Problem {
+            pointer: pointer.map(str::to_owned),
+            ..self
         }
     }
 
@@ -193,10 +206,14 @@ pub fn render_error(error: &actix_web::Error) -> HttpResponse {
 }
 
 fn is_problem<B>(response: &HttpResponse<B>) -> bool {
+    has_content_type(response, CONTENT_TYPE)
+}
+
+fn has_content_type<B>(response: &HttpResponse<B>, media_type: &str) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(CONTENT_TYPE.as_bytes()))
+        .is_some_and(|value| value.as_bytes().starts_with(media_type.as_bytes()))
 }
 
 fn log_server_error(status: StatusCode, cause: &str) {
@@ -204,7 +221,8 @@ fn log_server_error(status: StatusCode, cause: &str) {
 }
 
 fn render_as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    if is_problem(res.response()) {
+    // A page answering an error with the page itself (the sentence beside the field) meant it.
+    if is_problem(res.response()) || has_content_type(res.response(), "text/html") {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
 

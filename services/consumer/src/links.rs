@@ -50,9 +50,9 @@ pub struct Code(String);
 /// Why a code was refused; the message is for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidCode {
-    #[error("code {0:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
+    #[error("the code {0:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
     Shape(String),
-    #[error("code {0:?} is reserved")]
+    #[error("the code {0:?} is reserved for the shortener's own pages")]
     Reserved(String),
 }
 
@@ -135,21 +135,23 @@ pub fn target_schema() -> utoipa::openapi::Object {
 /// Why a target URL was refused; the message is for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidTarget {
-    #[error("url is longer than {MAX_URL_LEN} characters")]
+    #[error("the url is empty: enter the link to shorten")]
+    Empty,
+    #[error("the url is longer than {MAX_URL_LEN} characters")]
     TooLong,
     #[error(
-        "url must be an http(s) URL: a host name or IPv4 address, an optional port, then an optional path, query or fragment without spaces"
+        "the url must be an http(s) URL: a host name or IPv4 address, an optional port, then an optional path, query or fragment without spaces"
     )]
     Shape,
-    #[error("url is not an absolute URL: {0}")]
+    #[error("the url is not an absolute URL: {0}")]
     Unparsable(String),
-    #[error("url must use http or https")]
+    #[error("the url must use http or https")]
     Scheme,
-    #[error("url must have a host")]
+    #[error("the url must have a host")]
     NoHost,
-    #[error("url must not contain credentials")]
+    #[error("the url must not contain credentials")]
     Credentials,
-    #[error("url points back to this shortener")]
+    #[error("the url points back to this shortener")]
     OwnHost,
 }
 
@@ -157,6 +159,9 @@ pub enum InvalidTarget {
 /// http(s), a host, no userinfo), a URL that parses, and not a link back to this shortener
 /// (`public`), which would make a redirect loop.
 pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
+    if text.is_empty() {
+        return Err(InvalidTarget::Empty);
+    }
     if text.chars().count() > MAX_URL_LEN {
         return Err(InvalidTarget::TooLong);
     }

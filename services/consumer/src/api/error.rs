@@ -1,7 +1,7 @@
 //! The consumer's errors and the problem+json each becomes.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::RETRY_AFTER;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use shared::problem::Problem;
 
@@ -15,7 +15,7 @@ pub enum ApiError {
     InvalidCode(#[from] InvalidCode),
     #[error(transparent)]
     InvalidTarget(#[from] InvalidTarget),
-    #[error("code {0:?} is already taken")]
+    #[error("the code {0:?} is already taken; choose another, or leave it empty for a random one")]
     CodeTaken(String),
     #[error("no link with code {0:?}")]
     NotFound(String),
@@ -23,6 +23,43 @@ pub enum ApiError {
     NoFreeCode(usize),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+}
+
+impl ApiError {
+    /// What the client is told: the error itself for what it can fix, a fixed sentence for
+    /// what happened upstream (whose cause goes to the log instead).
+    pub fn detail(&self) -> String {
+        match self {
+            ApiError::Upstream(error) => error.public_detail().to_owned(),
+            ApiError::NoFreeCode(_) => "no free code found; try again".to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The request member at fault, as a JSON Pointer, when there is one.
+    pub fn pointer(&self) -> Option<&'static str> {
+        match self {
+            ApiError::InvalidCode(_) | ApiError::CodeTaken(_) => Some("/code"),
+            ApiError::InvalidTarget(_) => Some("/url"),
+            _ => None,
+        }
+    }
+
+    /// Seconds after which the same request is worth trying again, when waiting helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Upstream(error) => error.retry_after(),
+            ApiError::NoFreeCode(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Logs the cause of a server-side failure; client errors are the client's to read.
+    pub fn log(&self) {
+        if matches!(self, ApiError::Upstream(_) | ApiError::NoFreeCode(_)) {
+            log::error!("{self}");
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -39,32 +76,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let problem = match self {
-            ApiError::Upstream(error) => {
-                log::error!("{error}");
-                Problem::with_detail(status, error.public_detail())
-            }
-            ApiError::NoFreeCode(_) => {
-                log::error!("{self}");
-                Problem::with_detail(status, "no free code found; try again")
-            }
-            _ => Problem::with_detail(status, self),
-        };
-        let mut response = problem.response();
-        let retry_after = match self {
-            ApiError::Upstream(error) => error.retry_after(),
-            ApiError::NoFreeCode(_) => Some(1),
-            _ => None,
-        };
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(
-                RETRY_AFTER,
-                seconds
-                    .to_string()
-                    .parse()
-                    .expect("digits are a header value"),
-            );
+        self.log();
+        let mut response = Problem::with_detail(self.status_code(), self.detail())
+            .at(self.pointer())
+            .response();
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

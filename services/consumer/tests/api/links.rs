@@ -119,9 +119,10 @@ async fn targets_that_are_not_plain_http_urls_elsewhere_are_refused() {
         let response = consumer.shorten(json!({ "url": url })).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert!(
-            problem["detail"].as_str().unwrap().starts_with("url "),
+            problem["detail"].as_str().unwrap().starts_with("the url "),
             "{problem}"
         );
+        assert_eq!(problem["pointer"], "/url", "{problem}");
     }
 }
 
