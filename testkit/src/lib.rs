@@ -16,8 +16,9 @@
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
-//! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`]
-//!   and [`metric`] (here): what every suite does.
+//! - [`browser`]: headless Chromium over WebDriver, for the page.
+//! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`],
+//!   [`metric`] and [`skipped`] (here): what every suite does.
 //!
 //! Ports are never guessed: every server binds port 0 and the test learns the port from it,
 //! and a port that must refuse connections is held by a socket that never listens.
@@ -26,6 +27,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod backends;
+pub mod browser;
 pub mod contract;
 pub mod inprocess;
 pub mod process;
@@ -100,4 +102,12 @@ where
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Says, where it is seen even when the harness captures output, that `test` did not run and
+/// why.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    // Straight to stderr: the test harness captures eprintln!, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }

@@ -1,7 +1,6 @@
 //! Running the real service binaries: built once, started on ephemeral ports with a clean
 //! environment, their logs kept for assertions, stopped by signal or on drop.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -170,7 +169,6 @@ impl Service {
         self.child.kill().await.expect("SIGKILL is delivered");
     }
 
-    /// Every line it printed so far, stdout and stderr.
     /// A consumer's proxy to its upstream: retarget it to attach the consumer to an upstream
     /// started elsewhere, at the same address.
     pub fn upstream_proxy(&self) -> &proxy::FaultProxy {
@@ -184,6 +182,7 @@ impl Service {
             .map_or(0, proxy::FaultProxy::requests_seen)
     }
 
+    /// Every line it printed so far, stdout and stderr.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -243,10 +242,9 @@ pub fn external() -> Option<External> {
 pub fn skipped_on_external_stack(test: &str) -> bool {
     let skip = external().is_some();
     if skip {
-        // Straight to stderr: the test harness captures eprintln!, and a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: it starts and kills processes, and E2E_CONSUMER_URL names a running stack"
+        crate::skipped(
+            test,
+            "it starts and kills processes, and E2E_CONSUMER_URL names a running stack",
         );
     }
     skip

@@ -20,11 +20,13 @@
 //! - [`clicks`]: counting clicks off the redirect path, in idempotent batches.
 //! - `api`: the HTTP routes — `/api/links`, `/{code}`, `/api/status`, `/readyz`,
 //!   `/openapi.json` — and the error type.
+//! - `page`: the page at `/` for people, built on the same operations as the API.
 //! - [`Application`] (here): wires them, binds, runs until stopped, flushes clicks.
 
 mod api;
 pub mod clicks;
 pub mod links;
+mod page;
 pub mod settings;
 pub mod upstream;
 
@@ -96,7 +98,9 @@ impl Application {
             lifecycle,
         }
         .bind(move |app| {
-            app.app_data(state.clone()).configure(api::routes);
+            app.app_data(state.clone())
+                .configure(page::routes)
+                .configure(api::routes);
         })?;
         log::info!(
             "consumer {} ready: attached to {}, short links under {}",

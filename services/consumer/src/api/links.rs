@@ -88,22 +88,28 @@ pub async fn create(
     body: web::Json<Object<NewLink>>,
 ) -> Result<HttpResponse, ApiError> {
     let NewLink { url, code } = body.into_inner().into_inner();
-    let target = validate_target(&url, &state.public_url)?;
+    let link = shorten(&state, &url, code.as_deref()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/links/{}", link.code)))
+        .json(link))
+}
+
+/// Makes a link to `url`, under `code` when one is chosen: what the API and the page's form
+/// both do.
+pub async fn shorten(state: &State, url: &str, code: Option<&str>) -> Result<Link, ApiError> {
+    let target = validate_target(url, &state.public_url)?;
     let document = LinkDocument::new(&target);
     let code = match code {
         Some(code) => {
-            let code = Code::parse(&code)?;
+            let code = Code::parse(code)?;
             match state.upstream.create_link(&code, &document).await? {
                 Created::Yes => code,
                 Created::Taken => return Err(ApiError::CodeTaken(code.to_string())),
             }
         }
-        None => create_with_random_code(&state, &document).await?,
+        None => create_with_random_code(state, &document).await?,
     };
-    let link = state.link(&code, document, None);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/links/{code}")))
-        .json(link))
+    Ok(state.link(&code, document, None))
 }
 
 /// A random code never overwrites a link: each is created only if absent, and a collision

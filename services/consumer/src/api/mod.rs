@@ -12,6 +12,8 @@ use shared::health::Lifecycle;
 use url::Url;
 
 pub use error::ApiError;
+pub(crate) use links::{Link, shorten};
+pub(crate) use status::{READINESS_PROBE, UpstreamStatus, report};
 
 use crate::clicks::Clicks;
 use crate::upstream::Upstream;

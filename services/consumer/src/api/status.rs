@@ -43,34 +43,41 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/api/status", tag = "status", operation_id = "status",
     responses((status = 200, description = "The attached upstream, reachable or not", body = Status)))]
 pub async fn status(state: web::Data<State>) -> HttpResponse {
-    let started = Instant::now();
-    let info = state.upstream.info().await;
-    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    HttpResponse::Ok().json(Status {
+        upstream: report(&state, None).await,
+    })
+}
+
+/// The attached upstream as `/api/status` and the page show it, waiting at most `limit` (or
+/// the upstream deadline) for its answer.
+pub async fn report(state: &State, limit: Option<Duration>) -> UpstreamStatus {
     let upstream = &state.upstream;
-    let report = match info {
-        Ok(info) => UpstreamStatus {
-            url: upstream.attachment().redacted(),
-            instance: Some(info.instance),
-            reachable: true,
-            latency_ms: Some(latency_ms),
-            circuit: upstream.circuit().as_str().to_owned(),
-            error: None,
-        },
-        Err(error) => UpstreamStatus {
-            url: upstream.attachment().redacted(),
-            instance: None,
-            reachable: false,
-            latency_ms: None,
-            circuit: upstream.circuit().as_str().to_owned(),
-            error: Some(error.public_detail().to_owned()),
-        },
+    let started = Instant::now();
+    let info = match limit {
+        Some(limit) => tokio::time::timeout(limit, upstream.info())
+            .await
+            .map_err(|_| format!("the upstream store did not answer within {limit:?}")),
+        None => Ok(upstream.info().await),
     };
-    HttpResponse::Ok().json(Status { upstream: report })
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let info = info.and_then(|answer| answer.map_err(|error| error.public_detail().to_owned()));
+    let (instance, latency_ms, error) = match info {
+        Ok(info) => (Some(info.instance), Some(latency_ms), None),
+        Err(error) => (None, None, Some(error)),
+    };
+    UpstreamStatus {
+        url: upstream.attachment().redacted(),
+        reachable: instance.is_some(),
+        instance,
+        latency_ms,
+        circuit: upstream.circuit().as_str().to_owned(),
+        error,
+    }
 }
 
 /// How long readiness waits for the upstream: well inside the `healthcheck` subcommand's 2 s,
 /// so a hanging upstream makes the consumer "degraded", never unhealthy.
-const READINESS_PROBE: Duration = Duration::from_secs(1);
+pub const READINESS_PROBE: Duration = Duration::from_secs(1);
 
 /// Ready unless draining. An unreachable upstream does not make the consumer unready — that
 /// would take every replica out at once, when each can still answer 503 with `Retry-After` —
@@ -94,7 +101,9 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         },
         Err(_) => Readiness {
             status: "degraded".to_owned(),
-            detail: Some("the upstream store did not answer within 1s".to_owned()),
+            detail: Some(format!(
+                "the upstream store did not answer within {READINESS_PROBE:?}"
+            )),
         },
     };
     HttpResponse::Ok().json(readiness)

@@ -6,4 +6,5 @@
 
 mod hostile;
 mod links;
+mod page;
 mod resilience;
