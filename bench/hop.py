@@ -4,11 +4,14 @@ proxy_pass and the direct call, in one run, on 127.0.0.1 only.
 
     python3 bench/hop.py                 # build, start, check, measure, write bench/results/
     python3 bench/hop.py --rounds 7      # more rounds
+    python3 bench/hop.py --baseline d97dd41   # and the consumer of that commit beside this one
 
 Three targets, all reading the same link document from the same upstream:
   D  upstream  GET /v1/kv/links/{code}          the direct call
   N  nginx     GET /v1/kv/links/{code}          the same through nginx (proxy_pass, keepalive pool)
   C  consumer  GET /{code}  (302)               the hop this project is about
+  B  baseline  GET /{code}  (302)               with --baseline REV: the consumer built from
+                                                that commit, to see what a change costs C
 
 Each target is checked once, warmed up for 1 s, then measured in rounds of
 `wrk -t1 -c32 -d4s --latency` whose target order rotates every round, and again with `-c1` for
@@ -153,6 +156,23 @@ def build(profile):
     return ROOT / "target" / profile
 
 
+def build_baseline(rev, profile):
+    """The consumer as commit `rev` built it, from a temporary worktree, into target/baseline/."""
+    commit = subprocess.run(["git", "rev-parse", "--short", f"{rev}^{{commit}}"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    say(f"building the baseline consumer of {commit} (cargo build --profile {profile})")
+    tree = Path(tempfile.mkdtemp(prefix="portbound-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(tree), commit], cwd=ROOT,
+                   check=True)
+    try:
+        subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", profile, "-p", "consumer"],
+                       cwd=tree, check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "baseline")})
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+    return ROOT / "target" / "baseline" / profile / "consumer", commit
+
+
 def request(url, method="GET", body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
@@ -191,12 +211,15 @@ def wait_ready(url, process):
 class Stack:
     """The upstream, the consumer and nginx, started for one placement and stopped after it."""
 
-    def __init__(self, binaries, pinned, workdir):
+    def __init__(self, binaries, pinned, workdir, baseline=None):
         self.processes = []
         self.pinned = pinned
         self.workdir = workdir
         self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port()}
         self.binaries = binaries
+        self.baseline = baseline
+        if baseline:
+            self.ports["baseline"] = free_port()
 
     def spawn(self, name, argv, env=None):
         if self.pinned:
@@ -222,6 +245,11 @@ class Stack:
             **base, "PORT": str(self.ports["consumer"]),
             "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
         wait_ready(f"http://127.0.0.1:{self.ports['consumer']}/readyz", consumer)
+        if self.baseline:
+            baseline = self.spawn("baseline", [str(self.baseline)], {
+                **base, "PORT": str(self.ports["baseline"]),
+                "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
+            wait_ready(f"http://127.0.0.1:{self.ports['baseline']}/readyz", baseline)
         nginx_dir = self.workdir / "nginx"
         nginx_dir.mkdir(exist_ok=True)
         conf = nginx_dir / "nginx.conf"
@@ -278,11 +306,14 @@ def seed(stack):
 
 def targets(stack, code):
     up, ng, co = (stack.ports[k] for k in ("upstream", "nginx", "consumer"))
-    return {
+    found = {
         "D": {"url": f"http://127.0.0.1:{up}/v1/kv/links/{code}", "status": 200},
         "N": {"url": f"http://127.0.0.1:{ng}/v1/kv/links/{code}", "status": 200},
         "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
     }
+    if "baseline" in stack.ports:
+        found["B"] = {"url": f"http://127.0.0.1:{stack.ports['baseline']}/{code}", "status": 302}
+    return found
 
 
 def check(targets_, target_url):
@@ -290,11 +321,12 @@ def check(targets_, target_url):
         status, headers, body = request(target["url"])
         if status != target["status"]:
             raise SystemExit(f"{name}: {target['url']} answered {status}, expected {target['status']}")
-        if name == "C" and headers.get("location") != target_url:
-            raise SystemExit(f"C: Location is {headers.get('location')!r}, expected {target_url!r}")
-        if name != "C" and json.loads(body).get("url") != target_url:
+        redirects = target["status"] == 302
+        if redirects and headers.get("location") != target_url:
+            raise SystemExit(f"{name}: Location is {headers.get('location')!r}, expected {target_url!r}")
+        if not redirects and json.loads(body).get("url") != target_url:
             raise SystemExit(f"{name}: the body is {body[:200]!r}")
-    say("each target checked once: D and N answer the link document, C redirects to its target")
+    say("each target checked once: D and N answer the link document, C (and B) redirect to its target")
 
 
 def duration_us(text):
@@ -348,18 +380,18 @@ def median_min_max(values):
             "max": round(max(values), 3)}
 
 
-def placement(binaries, pinned, rounds, c1_rounds, seconds, script):
+def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=None):
     label = "gating" if pinned else "informational"
     say(f"\n== placement {label}: " + ("servers on core 1 with one worker each, wrk on core 0"
                                       if pinned else "unpinned, default workers"))
     workdir = Path(tempfile.mkdtemp(prefix=f"portbound-hop-{label}-"))
-    stack = Stack(binaries, pinned, workdir)
+    stack = Stack(binaries, pinned, workdir, baseline)
     try:
         stack.start()
         code, target_url = seed(stack)
         targets_ = targets(stack, code)
         check(targets_, target_url)
-        names = ["D", "N", "C"]
+        names = list(targets_)
         for name in names:
             wrk(targets_[name]["url"], targets_[name]["status"], 32, 1, pinned, script)  # warm-up
         runs, c1_runs = [], []
@@ -384,24 +416,26 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script):
 
 def summarize(runs, c1_runs):
     by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
+    names = [name for name in "DNCB" if by(runs, name)]
     rounds = sorted({r["round"] for r in runs})
     rps = {(r["round"], r["target"]): r["rps"] for r in runs}
     ratios = {}
-    for a, b in (("C", "N"), ("C", "D"), ("N", "D")):
-        ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("C", "B")):
+        if a in names and b in names:
+            ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
     absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
-                       for key in ("rps", "p50_us", "p99_us")} for name in "DNC"}
+                       for key in ("rps", "p50_us", "p99_us")} for name in names}
     cpu = {name: {server: round(statistics.median(r["cpu_us_per_request"][server] for r in by(runs, name)), 2)
-                  for server in by(runs, name)[0]["cpu_us_per_request"]} for name in "DNC"}
+                  for server in by(runs, name)[0]["cpu_us_per_request"]} for name in names}
     c1 = {name: {key: round(statistics.median(r[key] for r in by(c1_runs, name)), 1)
-                 for key in ("p50_us", "p99_us")} for name in "DNC"} if c1_runs else {}
+                 for key in ("p50_us", "p99_us")} for name in names} if c1_runs else {}
     if c1:
         # What a hop adds, paired within each round like the ratios, so the spread shows.
         latency = {(r["round"], r["target"]): r for r in c1_runs}
         c1_rounds = sorted({r["round"] for r in c1_runs})
         c1["hop_us"] = {hop: {key: median_min_max([latency[(n, hop)][key] - latency[(n, "D")][key]
                                                    for n in c1_rounds])
-                              for key in ("p50_us", "p99_us")} for hop in "NC"}
+                              for key in ("p50_us", "p99_us")} for hop in names if hop != "D"}
     errors = sum(r["socket_errors"] + r["non_2xx_3xx"] + r["unexpected_statuses"] for r in runs + c1_runs)
     return {"ratios": ratios, "median": absolute, "cpu_us": cpu, "c1": c1, "errors": errors}
 
@@ -410,7 +444,9 @@ def report(result):
     s = result["summary"]
     say(f"\n== {result['placement']}: medians of {len({r['round'] for r in result['runs']})} rounds")
     say("  target            req/s     p50 us    p99 us   CPU us/request")
-    for name, label in (("D", "D upstream"), ("N", "N nginx"), ("C", "C consumer")):
+    for name, label in LABELS.items():
+        if name not in s["median"]:
+            continue
         m = s["median"][name]
         cpu = ", ".join(f"{k} {v}" for k, v in s["cpu_us"][name].items() if v > 0)
         say(f"  {label:<14} {m['rps']:>9.0f} {m['p50_us']:>10.0f} {m['p99_us']:>9.0f}   {cpu}")
@@ -418,13 +454,18 @@ def report(result):
         say(f"  {ratio}: {v['median']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
     if s["c1"]:
         c1 = s["c1"]
-        say(f"  -c1 p50/p99 us: D {c1['D']['p50_us']:.0f}/{c1['D']['p99_us']:.0f},"
-            f" N {c1['N']['p50_us']:.0f}/{c1['N']['p99_us']:.0f}, C {c1['C']['p50_us']:.0f}/{c1['C']['p99_us']:.0f}")
-        for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop")):
+        say("  -c1 p50/p99 us: " + ", ".join(f"{name} {c1[name]['p50_us']:.0f}/{c1[name]['p99_us']:.0f}"
+                                             for name in s["median"]))
+        for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("B", "the baseline's hop")):
+            if hop not in c1["hop_us"]:
+                continue
             p50, p99 = c1["hop_us"][hop]["p50_us"], c1["hop_us"][hop]["p99_us"]
             say(f"  -c1 {label} adds: p50 {p50['median']:.0f} us (min {p50['min']:.0f}, max {p50['max']:.0f}),"
                 f" p99 {p99['median']:.0f} us (min {p99['min']:.0f}, max {p99['max']:.0f})")
     say(f"  errors and unexpected statuses: {s['errors']}")
+
+
+LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "B": "B baseline"}
 
 
 def nice_step(rough):
@@ -435,15 +476,16 @@ def nice_step(rough):
 
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
-    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f"}
-    names = {"D": "D direct", "N": "N nginx", "C": "C consumer"}
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "B": "#bab0ac"}
+    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "B": "B baseline"}
+    present = [name for name in "DNCB" if all(name in r["summary"]["median"] for r in results)]
     width, height, left, top, bottom = 720, 360, 70, 50, 60
-    highest = max(r["summary"]["median"][n]["rps"] for r in results for n in "DNC") * 1.1
+    highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)
     peak = step * math.ceil(highest / step)
     plot_h = height - top - bottom
     group_w = (width - left - 20) / len(results)
-    bar_w = group_w / 5
+    bar_w = group_w / (len(present) + 2)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="12">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
@@ -458,7 +500,7 @@ def svg(results, meta):
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{value / 1000:.0f}k</text>')
     for g, result in enumerate(results):
         x0 = left + g * group_w + bar_w
-        for b, name in enumerate("DNC"):
+        for b, name in enumerate(present):
             rps = result["summary"]["median"][name]["rps"]
             h = plot_h * rps / peak
             x = x0 + b * bar_w
@@ -466,14 +508,14 @@ def svg(results, meta):
                          f'height="{h:.1f}" fill="{colors[name]}"/>')
             parts.append(f'<text x="{x + bar_w * 0.45:.1f}" y="{top + plot_h - h - 4:.1f}" '
                          f'text-anchor="middle">{rps / 1000:.1f}k</text>')
-        ratios = result["summary"]["ratios"]
-        parts.append(f'<text x="{x0 + 1.5 * bar_w:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+        ratios = "  ".join(f"{name} {v['median']:.2f}" for name, v in result["summary"]["ratios"].items())
+        middle = x0 + len(present) / 2 * bar_w
+        parts.append(f'<text x="{middle:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
                      f'{result["placement"]}</text>')
-        parts.append(f'<text x="{x0 + 1.5 * bar_w:.1f}" y="{height - bottom + 34}" text-anchor="middle" '
-                     f'fill="#555">C/N {ratios["C/N"]["median"]:.2f}  C/D {ratios["C/D"]["median"]:.2f}  '
-                     f'N/D {ratios["N/D"]["median"]:.2f}</text>')
-    for i, name in enumerate("DNC"):
-        x = width - 330 + i * 105
+        parts.append(f'<text x="{middle:.1f}" y="{height - bottom + 34}" text-anchor="middle" '
+                     f'fill="#555">{ratios}</text>')
+    for i, name in enumerate(present):
+        x = width - 20 - 105 * (len(present) - i)
         parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{colors[name]}"/>')
         parts.append(f'<text x="{x + 14}" y="{height - 7}">{names[name]}</text>')
     parts.append("</svg>")
@@ -487,6 +529,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=4, help="length of each run (default 4)")
     parser.add_argument("--profile", default="perf", help="cargo profile to build (default perf)")
     parser.add_argument("--only", choices=["gating", "informational"], help="run one placement")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the consumer built from this commit, as target B")
     parser.add_argument("--chart-only", action="store_true",
                         help="redraw bench/results/hop.svg from hop.json without measuring")
     args = parser.parse_args()
@@ -499,11 +543,12 @@ def main():
 
     ensure_debian_tools()
     binaries = build(args.profile)
+    baseline, baseline_commit = build_baseline(args.baseline, args.profile) if args.baseline else (None, None)
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(WRK_SCRIPT)
     placements = [p for p in (True, False) if args.only in (None, "gating" if p else "informational")]
     try:
-        results = [placement(binaries, pinned, args.rounds, args.c1_rounds, args.seconds, script)
+        results = [placement(binaries, pinned, args.rounds, args.c1_rounds, args.seconds, script, baseline)
                    for pinned in placements]
     finally:
         script.unlink()
@@ -514,6 +559,7 @@ def main():
         "machine": f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
         "command": "python3 bench/hop.py " + " ".join(sys.argv[1:]),
         "profile": args.profile,
+        "baseline": baseline_commit,
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "wrk": f"wrk -t1 -c32 -d{args.seconds}s --latency, {args.rounds} rounds; -c1, {args.c1_rounds} rounds",
     }
