@@ -102,6 +102,11 @@ impl From<ApiError> for Answer {
 /// A problem's detail as a sentence: capitalised, ended, and saying when to try again. The
 /// page's script says the same for the API's problems.
 pub fn sentence(detail: &str, retry_after: Option<u64>) -> String {
+    let detail = if detail.is_empty() {
+        "something went wrong"
+    } else {
+        detail
+    };
     let mut chars = detail.chars();
     let mut text: String = chars
         .next()
@@ -224,5 +229,24 @@ fn same_origin(request: &HttpRequest, public_url: &Url) -> bool {
                 || origin == format!("{}://{}", info.scheme(), info.host())
         }
         (None, None) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sentence;
+
+    #[test]
+    fn a_detail_becomes_a_sentence_that_says_when_to_try_again() {
+        assert_eq!(
+            sentence("the upstream store is unreachable", Some(1)),
+            "The upstream store is unreachable. Try again in 1 s."
+        );
+        assert_eq!(
+            sentence("the url is empty: enter it", None),
+            "The url is empty: enter it."
+        );
+        assert_eq!(sentence("done!", None), "Done!");
+        assert_eq!(sentence("", None), "Something went wrong.");
     }
 }
