@@ -17,6 +17,7 @@
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
+//! - [`redis`]: a real `redis-server`, for the consumer attached to Redis.
 //! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`],
 //!   [`metric`] and [`skipped`] (here): what every suite does.
 //!
@@ -32,6 +33,7 @@ pub mod contract;
 pub mod inprocess;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 
 use std::time::{Duration, Instant};
 

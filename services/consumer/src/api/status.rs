@@ -16,12 +16,15 @@ pub struct Status {
 /// The attached resource as seen from here.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpstreamStatus {
+    /// What kind of backing service `UPSTREAM_URL` attaches: `http` or `redis`.
+    pub kind: String,
     /// `UPSTREAM_URL` with its secret hidden.
     pub url: String,
-    /// The upstream's `INSTANCE_NAME`, when it answered.
+    /// The instance, when it answered: an upstream's `INSTANCE_NAME`; for Redis, its version,
+    /// host, port and database.
     pub instance: Option<String>,
     pub reachable: bool,
-    /// How long `/v1/info` took, when it answered.
+    /// How long asking it who it is took, when it answered.
     pub latency_ms: Option<f64>,
     /// The circuit breaker: `closed`, `half-open` or `open`.
     pub circuit: String,
@@ -66,6 +69,7 @@ pub async fn report(state: &State, limit: Option<Duration>) -> UpstreamStatus {
         Err(error) => (None, None, Some(error)),
     };
     UpstreamStatus {
+        kind: upstream.attachment().kind().to_owned(),
         url: upstream.attachment().redacted(),
         reachable: instance.is_some(),
         instance,

@@ -150,6 +150,7 @@
       $("backend-state").className = "down";
       return;
     }
+    setText("backend-kind", upstream.kind);
     setText("backend-instance", upstream.instance || "unknown");
     setText("backend-url", upstream.url);
     setText("backend-state", upstream.reachable ? "reachable" : `unreachable: ${upstream.error}`);

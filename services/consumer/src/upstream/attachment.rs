@@ -1,11 +1,14 @@
-//! `UPSTREAM_URL`: the handle of the attached resource, credentials and all.
+//! `UPSTREAM_URL`: the handle of the attached resource, credentials and all. Its scheme says
+//! which kind of resource it is; this is the one place that reads it, once, at startup.
 //!
-//! The URL is split once, at startup, into a base without credentials and the credentials
-//! themselves. Requests are built from the base and carry the credentials as an
-//! `Authorization` header, so no URL the client builds, logs or reports can contain the secret.
-//! The base path always ends in `/`, so joining `v1/kv/…` onto `http://host/prefix` or
-//! `http://host/prefix/` gives `/prefix/v1/kv/…` either way, never dropping or doubling a
-//! segment.
+//! - `http(s)://…` ([`HttpAttachment`]): portbound's upstream or any backend honouring its v1
+//!   contract. The URL is split into a base without credentials and the credentials
+//!   themselves. Requests are built from the base and carry the credentials as an
+//!   `Authorization` header, so no URL the client builds, logs or reports can contain the
+//!   secret. The base path always ends in `/`, so joining `v1/kv/…` onto `http://host/prefix`
+//!   or `http://host/prefix/` gives `/prefix/v1/kv/…` either way.
+//! - `redis://[user][:password]@host[:port][/db]` and `rediss://…` (TLS) ([`RedisAttachment`]):
+//!   a Redis server, database 0–15, no query parameters.
 
 use std::fmt;
 
@@ -15,9 +18,16 @@ use percent_encoding::percent_decode_str;
 use reqwest::header::HeaderValue;
 use url::Url;
 
-/// A parsed `UPSTREAM_URL`.
+/// A parsed `UPSTREAM_URL`: which kind of resource, and how to reach it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Attachment {
+pub enum Attachment {
+    Http(HttpAttachment),
+    Redis(RedisAttachment),
+}
+
+/// An `http(s)://` attachment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpAttachment {
     base: Url,
     credentials: Option<Credentials>,
     /// The credentials as an `Authorization` header, built once.
@@ -33,10 +43,24 @@ pub enum Credentials {
     Bearer(String),
 }
 
+/// A `redis(s)://` attachment. The URL is kept whole for the `redis` crate, which reads it the
+/// same way; only its redacted form is ever shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisAttachment {
+    url: Url,
+    host: String,
+    port: u16,
+    db: u8,
+}
+
 /// `UPSTREAM_URL` is not an attachable URL; see [`Attachment::EXPECTED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not an http(s) URL with a host and no query or fragment")]
+#[error("not an attachable URL")]
 pub struct NotAttachable;
+
+/// Redis's default number of databases: a URL naming one beyond it is a mistake.
+const REDIS_DATABASES: u8 = 16;
+const REDIS_PORT: u16 = 6379;
 
 impl Credentials {
     /// The `Authorization` header carrying these credentials, marked sensitive so that HTTP
@@ -65,17 +89,71 @@ impl fmt::Debug for Credentials {
 
 impl Attachment {
     /// What [`Attachment::parse`] accepts, for error messages.
-    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/";
+    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/, or a redis(s) URL redis://[user][:password]@host[:port][/db] with a database from 0 to 15 and no query";
 
     pub fn parse(text: &str) -> Result<Self, NotAttachable> {
-        let mut url = Url::parse(text).map_err(|_| NotAttachable)?;
-        let valid = matches!(url.scheme(), "http" | "https")
-            && url.host_str().is_some_and(|host| !host.is_empty())
+        let url = Url::parse(text).map_err(|_| NotAttachable)?;
+        let valid = url.host_str().is_some_and(|host| !host.is_empty())
             && url.query().is_none()
             && url.fragment().is_none();
-        if !valid {
+        match url.scheme() {
+            _ if !valid => Err(NotAttachable),
+            "http" | "https" => HttpAttachment::parse(url).map(Attachment::Http),
+            "redis" | "rediss" => RedisAttachment::parse(url).map(Attachment::Redis),
+            _ => Err(NotAttachable),
+        }
+    }
+
+    /// `http` or `redis`: what `/api/status` reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Attachment::Http(_) => "http",
+            Attachment::Redis(_) => "redis",
+        }
+    }
+
+    /// The URL as configured, with the secret shown as `***`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Attachment::Http(http) => http.redacted(),
+            Attachment::Redis(redis) => shared::redact::url(&redis.url),
+        }
+    }
+}
+
+impl RedisAttachment {
+    fn parse(url: Url) -> Result<Self, NotAttachable> {
+        let db = match url.path().trim_start_matches('/') {
+            "" => 0,
+            digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 2 => {
+                digits.parse().map_err(|_| NotAttachable)?
+            }
+            _ => return Err(NotAttachable),
+        };
+        if db >= REDIS_DATABASES {
             return Err(NotAttachable);
         }
+        Ok(RedisAttachment {
+            host: url.host_str().ok_or(NotAttachable)?.to_owned(),
+            port: url.port().unwrap_or(REDIS_PORT),
+            db,
+            url,
+        })
+    }
+
+    /// The URL with its credentials, for the `redis` client only.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// `host:port/db`, to name the instance.
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl HttpAttachment {
+    fn parse(mut url: Url) -> Result<Self, NotAttachable> {
         let decode = |part: &str| {
             percent_decode_str(part)
                 .decode_utf8()
@@ -98,7 +176,7 @@ impl Attachment {
             url.set_path(&path);
         }
         let authorization = credentials.as_ref().map(Credentials::header).transpose()?;
-        Ok(Attachment {
+        Ok(HttpAttachment {
             base: url,
             credentials,
             authorization,
@@ -150,15 +228,31 @@ impl fmt::Debug for Attachment {
     }
 }
 
+impl fmt::Debug for HttpAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpAttachment({})", self.redacted())
+    }
+}
+
+impl fmt::Debug for RedisAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisAttachment({})", shared::redact::url(&self.url))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn http(text: &str) -> HttpAttachment {
+        match Attachment::parse(text).unwrap() {
+            Attachment::Http(http) => http,
+            other => panic!("{other:?} is not http"),
+        }
+    }
+
     fn endpoint(base: &str) -> String {
-        Attachment::parse(base)
-            .unwrap()
-            .endpoint("v1/kv/links/abc")
-            .to_string()
+        http(base).endpoint("v1/kv/links/abc").to_string()
     }
 
     #[test]
@@ -177,7 +271,7 @@ mod tests {
             endpoint("https://up/a/b/"),
             "https://up/a/b/v1/kv/links/abc"
         );
-        let attachment = Attachment::parse("http://up/p/").unwrap();
+        let attachment = http("http://up/p/");
         assert_eq!(
             attachment.endpoint("/v1/info").as_str(),
             "http://up/p/v1/info"
@@ -186,7 +280,7 @@ mod tests {
 
     #[test]
     fn userinfo_becomes_credentials_and_leaves_the_url() {
-        let attachment = Attachment::parse("http://portbound:s%40cret@up:8081/").unwrap();
+        let attachment = http("http://portbound:s%40cret@up:8081/");
         assert_eq!(
             attachment.credentials(),
             Some(&Credentials::Basic {
@@ -201,7 +295,7 @@ mod tests {
         assert_eq!(attachment.redacted(), "http://portbound:***@up:8081/");
         assert!(!format!("{attachment:?}").contains("cret"));
 
-        let bearer = Attachment::parse("http://t0ken@up/").unwrap();
+        let bearer = http("http://t0ken@up/");
         assert_eq!(
             bearer.credentials(),
             Some(&Credentials::Bearer("t0ken".into()))
@@ -211,11 +305,11 @@ mod tests {
 
     #[test]
     fn credentials_become_an_authorization_header() {
-        let basic = Attachment::parse("http://portbound:s3cret@up/").unwrap();
+        let basic = http("http://portbound:s3cret@up/");
         let header = basic.authorization().unwrap();
         assert_eq!(header, "Basic cG9ydGJvdW5kOnMzY3JldA==");
         assert!(header.is_sensitive());
-        let bearer = Attachment::parse("http://t0ken@up/").unwrap();
+        let bearer = http("http://t0ken@up/");
         assert_eq!(bearer.authorization().unwrap(), "Bearer t0ken");
         // A token that decodes to a byte no header can carry is refused at startup.
         assert!(Attachment::parse("http://t%0Aken@up/").is_err());
@@ -231,8 +325,34 @@ mod tests {
             "up:8081",
             "not a url",
             "unix:/run/up.sock",
+            "redis://up/16",
+            "redis://up/x",
+            "redis://up/0/1",
+            "redis://up/-1",
+            "redis://up/0?protocol=resp3",
+            "redis+unix:///run/redis.sock",
+            "rediss://",
         ] {
             assert!(Attachment::parse(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_redis_url_names_its_host_port_and_database_and_hides_its_password() {
+        let Attachment::Redis(redis) = Attachment::parse("redis://:s3cret@cache:6380/3").unwrap()
+        else {
+            panic!("not redis");
+        };
+        assert_eq!(redis.address(), "cache:6380/3");
+        let attachment = Attachment::Redis(redis);
+        assert_eq!(attachment.kind(), "redis");
+        assert_eq!(attachment.redacted(), "redis://:***@cache:6380/3");
+        assert!(!format!("{attachment:?}").contains("s3cret"));
+        let Attachment::Redis(defaults) = Attachment::parse("rediss://user:pw@cache").unwrap()
+        else {
+            panic!("not redis");
+        };
+        assert_eq!(defaults.address(), "cache:6379/0");
+        assert_eq!(Attachment::parse("http://up/").unwrap().kind(), "http");
     }
 }

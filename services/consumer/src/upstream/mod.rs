@@ -1,36 +1,39 @@
-//! The attached resource: everything the consumer knows about its upstream, and how it talks
-//! to it.
+//! The attached resource: everything the consumer knows about its backing service, and how it
+//! talks to it, whatever kind it is.
 //!
-//! One [`Upstream`] (one `reqwest::Client`, so one connection pool) serves the whole process.
-//! Every call has a connect timeout and a total deadline (`UPSTREAM_TIMEOUT`, covering the retry
-//! too). The consumer makes only idempotent calls and increments that carry an
-//! `Idempotency-Key`, so each is retried once after a jittered pause when the connection could
-//! not be made or was closed before a response came back — the two failures where trying again
-//! is both safe and likely to work. A [`Breaker`] fails fast while the upstream is down and
-//! probes for its return.
+//! - [`attachment`]: `UPSTREAM_URL`, whose scheme chooses the kind — read there, once.
+//! - [`store`]: the [`Store`] interface, what the consumer needs from any backing service.
+//! - [`http`] and [`redis`]: one adapter per kind; [`Upstream::new`] is the one place that
+//!   picks between them.
+//! - [`Upstream`] (here): the same resilience around any adapter, written once. Every call has
+//!   a total deadline (`UPSTREAM_TIMEOUT`, covering the retry too). Every call is safe to repeat
+//!   (reads, create-only writes whose repeat is recognised, increments with an idempotency
+//!   key), so one that failed before reaching the backend or lost its answer is tried once more
+//!   after a jittered pause. A [`Breaker`] fails fast while the backend is down and probes for
+//!   its return.
 //!
-//! Failures are [`UpstreamError`]s, which the API turns into 503 (unreachable, circuit open;
-//! with `Retry-After`), 504 (deadline) or 502 (5xx, rejected credentials, malformed reply). The
-//! upstream's own bodies are never passed on or logged.
+//! Failures are [`UpstreamError`]s, which the API turns into 503 (unreachable, circuit open,
+//! full; with `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed
+//! reply) — the same for every kind. The backend's own answers are never passed on or logged.
 
-mod attachment;
+pub mod attachment;
 mod breaker;
+pub mod http;
+pub mod redis;
+pub mod store;
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
-use reqwest::header::{self, HeaderMap, HeaderValue};
-use reqwest::{Method, Url};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 pub use attachment::{Attachment, Credentials};
 pub use breaker::{Breaker, Circuit};
+pub use http::MAX_REPLY_BYTES;
 use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
+use store::{Attempt, Store};
 
 use crate::links::{Code, LinkDocument};
 
@@ -48,16 +51,17 @@ pub const VARIABLES: [&str; 6] = [
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     /// `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
-    /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment. `user:token@` is sent
-    /// as Basic credentials, a lone `token@` as a Bearer token.
+    /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment (`user:token@` is sent
+    /// as Basic credentials, a lone `token@` as a Bearer token); or
+    /// `redis(s)://[user][:password]@host[:port][/db]`.
     pub attachment: Attachment,
     /// Longest wait to connect, per attempt. `UPSTREAM_CONNECT_TIMEOUT`, default `1s`; at most
     /// `UPSTREAM_TIMEOUT`.
     pub connect_timeout: Duration,
     /// Deadline for a whole call, retry included. `UPSTREAM_TIMEOUT`, default `2s`.
     pub timeout: Duration,
-    /// How long an idle pooled connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default `4s`:
-    /// shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
+    /// How long an idle pooled HTTP connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default
+    /// `4s`: shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
     /// the upstream closes it under a request.
     pub pool_idle_timeout: Duration,
     /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
@@ -116,27 +120,12 @@ impl UpstreamSettings {
     }
 }
 
-/// The most the consumer reads of any reply: what the largest answer of the contract it uses
-/// can take. That is a link document whose 2048-character URL is all four-byte characters,
-/// stored percent-encoded (12 bytes each: 24 KiB), with its creation time and id; counters and
-/// `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
-/// one that sends more is cut off there, so a backend cannot make the consumer buffer more.
-pub const MAX_REPLY_BYTES: usize = 32 * 1024;
-
-const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
-
 /// Seconds a client is asked to wait while the upstream's storage is full: long enough not to
 /// press on a backend that needs its operator, short enough to notice space coming back.
 const FULL_RETRY_AFTER: u64 = 30;
 
 /// The public detail of [`UpstreamError::TooLarge`] (a test holds it to the constant).
 const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
-
-/// Where a link's document and its click counter live upstream: `links/{code}` and
-/// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
-/// (OpenAPI 3.1, path templating), so this is how the contract lets a client name such a key.
-const LINKS: &str = "links%2F";
-const CLICKS: &str = "clicks%2F";
 
 /// Why a call to the upstream did not give an answer the consumer can use. The messages are for
 /// logs: they never contain credentials or the upstream's bodies.
@@ -148,15 +137,15 @@ pub enum UpstreamError {
     CircuitOpen(Duration),
     #[error("the upstream did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the upstream answered {0}")]
-    Failed(StatusCode),
-    #[error("the upstream refused the credentials in UPSTREAM_URL ({0})")]
-    Rejected(StatusCode),
-    #[error("the upstream's answer is not what the v1 contract promises: {0}")]
+    #[error("the upstream failed: {0}")]
+    Failed(String),
+    #[error("the upstream refused the credentials in UPSTREAM_URL: {0}")]
+    Rejected(String),
+    #[error("the upstream's answer is not what it promises: {0}")]
     Malformed(String),
     #[error("the upstream answered more than {MAX_REPLY_BYTES} bytes")]
     TooLarge,
-    #[error("the upstream's storage is full (507)")]
+    #[error("the upstream's storage is full")]
     Full,
 }
 
@@ -185,6 +174,12 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the call may not have reached the backend, or its answer was lost: the one
+    /// failure worth trying again at once.
+    pub fn worth_retrying(&self) -> bool {
+        matches!(self, UpstreamError::Unreachable(_))
+    }
+
     /// What the client is told: which kind of failure, nothing internal.
     pub fn public_detail(&self) -> &'static str {
         match self {
@@ -202,7 +197,7 @@ impl UpstreamError {
     }
 }
 
-/// What `/v1/info` tells about the attached instance.
+/// Who answers: the attached instance as it names itself.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Info {
     pub instance: String,
@@ -212,19 +207,14 @@ pub struct Info {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
     Yes,
-    /// The key exists with another document.
+    /// Something is stored under the code already.
     Taken,
 }
 
-/// A complete answer from the upstream.
-struct Reply {
-    status: StatusCode,
-    body: Bytes,
-}
-
-/// The connection to the attached resource; one per process.
+/// The attached backing service behind deadlines, one retry and a circuit breaker; one per
+/// process.
 pub struct Upstream {
-    http: reqwest::Client,
+    store: Box<dyn Store>,
     attachment: Attachment,
     breaker: Arc<Breaker>,
     deadline: Duration,
@@ -232,17 +222,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client for `settings` and registers its metrics in `registry`.
+    /// Attaches the adapter for the kind `settings` names, and registers the metrics in
+    /// `registry`. Nothing is called yet: the backend need not be up.
     pub fn new(settings: &UpstreamSettings, registry: &Registry) -> prometheus::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
-            // request never lands on a connection the server is closing.
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .user_agent(concat!("portbound-consumer/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("the HTTP client builds with rustls");
+        let store: Box<dyn Store> = match &settings.attachment {
+            Attachment::Http(attachment) => {
+                Box::new(http::HttpStore::new(attachment.clone(), settings))
+            }
+            Attachment::Redis(attachment) => Box::new(redis::RedisStore::new(attachment, settings)),
+        };
         let circuit = IntGauge::new(
             "consumer_upstream_circuit",
             "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -269,7 +257,7 @@ impl Upstream {
             },
         );
         Ok(Upstream {
-            http,
+            store,
             attachment: settings.attachment.clone(),
             breaker,
             deadline: settings.timeout,
@@ -285,28 +273,14 @@ impl Upstream {
         self.breaker.circuit(Instant::now())
     }
 
-    /// `GET /v1/info`.
+    /// Who answers.
     pub async fn info(&self) -> Result<Info, UpstreamError> {
-        let reply = self
-            .call(Method::GET, "v1/info", None, HeaderMap::new())
-            .await?;
-        expect_status(&reply, &[StatusCode::OK])?;
-        parse(&reply)
+        self.call("info", || self.store.info()).await
     }
 
     /// The link stored under `code`, if any.
     pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, UpstreamError> {
-        let path = format!("v1/kv/{LINKS}{code}");
-        let reply = self
-            .call(Method::GET, &path, None, HeaderMap::new())
-            .await?;
-        match reply.status {
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => {
-                expect_status(&reply, &[StatusCode::OK])?;
-                parse(&reply).map(Some)
-            }
-        }
+        self.call("link", || self.store.link(code)).await
     }
 
     /// Stores `document` under `code` unless the code is taken. A create retried after a lost
@@ -317,33 +291,21 @@ impl Upstream {
         code: &Code,
         document: &LinkDocument,
     ) -> Result<Created, UpstreamError> {
-        let path = format!("v1/kv/{LINKS}{code}");
-        let body = serde_json::to_vec(document).expect("a link document serializes");
-        let mut headers = HeaderMap::new();
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        let reply = self.call(Method::PUT, &path, Some(body), headers).await?;
-        match reply.status {
-            StatusCode::CREATED => Ok(Created::Yes),
-            StatusCode::PRECONDITION_FAILED => match self.link(code).await? {
+        match self
+            .call("create", || self.store.create_link(code, document))
+            .await?
+        {
+            Created::Yes => Ok(Created::Yes),
+            Created::Taken => match self.link(code).await? {
                 Some(existing) if existing.written_by(document) => Ok(Created::Yes),
                 _ => Ok(Created::Taken),
             },
-            _ => Err(unexpected(&reply)),
         }
     }
 
-    /// The click counter of `code`.
+    /// The clicks counted for `code`.
     pub async fn clicks(&self, code: &Code) -> Result<i64, UpstreamError> {
-        #[derive(Deserialize)]
-        struct Counter {
-            value: i64,
-        }
-        let path = format!("v1/counters/{CLICKS}{code}");
-        let reply = self
-            .call(Method::GET, &path, None, HeaderMap::new())
-            .await?;
-        expect_status(&reply, &[StatusCode::OK])?;
-        parse::<Counter>(&reply).map(|counter| counter.value)
+        self.call("clicks", || self.store.clicks(code)).await
     }
 
     /// Adds `by` clicks to `code`, once per `idempotency_key`.
@@ -353,214 +315,63 @@ impl Upstream {
         by: u64,
         idempotency_key: &str,
     ) -> Result<(), UpstreamError> {
-        let path = format!("v1/counters/{CLICKS}{code}");
-        let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
-        let mut headers = HeaderMap::new();
-        let key = HeaderValue::from_str(idempotency_key)
-            .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;
-        headers.insert("idempotency-key", key);
-        let reply = self.call(Method::POST, &path, Some(body), headers).await?;
-        expect_status(&reply, &[StatusCode::OK])
+        self.call("add clicks", || {
+            self.store.add_clicks(code, by, idempotency_key)
+        })
+        .await
     }
 
-    /// One call: breaker, deadline, at most one retry; the whole body is read in the deadline.
-    /// Every call the consumer makes may be retried: GETs, the create-only PUT (whose repeat
-    /// [`Upstream::create_link`] recognises) and increments carrying an `Idempotency-Key`.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-        headers: HeaderMap,
-    ) -> Result<Reply, UpstreamError> {
+    /// One call through the breaker, within the deadline, tried at most twice.
+    async fn call<'a, T>(
+        &'a self,
+        what: &str,
+        attempt: impl Fn() -> Attempt<'a, T>,
+    ) -> Result<T, UpstreamError> {
         let permit = self
             .breaker
             .admit(Instant::now())
             .map_err(UpstreamError::CircuitOpen)
             .inspect_err(|_| self.calls.with_label_values(&["circuit_open"]).inc())?;
-        let url = self.attachment.endpoint(path);
-        let attempts = self.attempts(&method, &url, body, headers);
-        let outcome = match tokio::time::timeout(self.deadline, attempts).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(UpstreamError::Timeout(self.deadline)),
+        let attempts = async {
+            match attempt().await {
+                Err(error) if error.worth_retrying() => {
+                    log::info!("{what}: {error}; retrying once");
+                    tokio::time::sleep(jitter()).await;
+                    attempt().await
+                }
+                outcome => outcome,
+            }
         };
+        let outcome = tokio::time::timeout(self.deadline, attempts)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(self.deadline)));
         let label = match &outcome {
-            // A full disk is an answer of the contract: the upstream works and still serves
-            // reads, so it must not open the circuit that redirects go through.
-            Ok(reply) if reply.status == StatusCode::INSUFFICIENT_STORAGE => "full",
-            Ok(reply) if reply.status.is_server_error() => "server_error",
             Ok(_) => "answered",
+            // A full store and refused credentials are answers: the backend works (and a full
+            // one still serves reads), so neither may open the circuit that redirects go
+            // through.
+            Err(UpstreamError::Full) => "full",
+            Err(UpstreamError::Rejected(_)) => "rejected",
+            Err(UpstreamError::Failed(_)) => "server_error",
             Err(UpstreamError::Timeout(_)) => "timeout",
             Err(UpstreamError::TooLarge) => "oversized",
             Err(UpstreamError::Malformed(_)) => "malformed",
-            Err(_) => "unreachable",
+            Err(UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_)) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
-        if matches!(label, "answered" | "full") {
+        if matches!(label, "answered" | "full" | "rejected") {
             permit.succeeded();
         } else {
             permit.failed();
         }
         if let Err(error) = &outcome {
-            log::warn!("{method} {url}: {error}");
+            log::warn!("{what} on {}: {error}", self.attachment);
         }
         outcome
-    }
-
-    async fn attempts(
-        &self,
-        method: &Method,
-        url: &Url,
-        body: Option<Vec<u8>>,
-        headers: HeaderMap,
-    ) -> Result<Reply, UpstreamError> {
-        let mut tried = false;
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(authorization) = self.attachment.authorization() {
-                request = request.header(header::AUTHORIZATION, authorization.clone());
-            }
-            if let Some(id) = shared::request_id::current() {
-                request = request.header("x-request-id", id.as_str());
-            }
-            if let Some(body) = &body {
-                request = request
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(error) if !tried && worth_retrying(&error) => {
-                    tried = true;
-                    log::info!("{method} {url}: {}; retrying once", error.without_url());
-                    tokio::time::sleep(jitter()).await;
-                    continue;
-                }
-                Err(error) if answered_garbage(&error) => {
-                    let cause = describe(&error);
-                    return Err(UpstreamError::Malformed(format!(
-                        "not an HTTP answer: {cause}"
-                    )));
-                }
-                Err(error) => return Err(UpstreamError::Unreachable(describe(&error))),
-            };
-            let status =
-                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return Ok(Reply {
-                status,
-                body: bounded_body(response).await?,
-            });
-        }
-    }
-}
-
-/// The body of `response`, at most [`MAX_REPLY_BYTES`]: refused at once when its
-/// `Content-Length` says more, cut off as soon as more arrives. Dropping the response unread
-/// closes its connection instead of returning it to the pool. A body that breaks off after the
-/// upstream began to answer is its failure (502), not a reason to call it again.
-async fn bounded_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
-    let announced = response.content_length().unwrap_or(0);
-    if announced > MAX_REPLY_BYTES as u64 {
-        return Err(UpstreamError::TooLarge);
-    }
-    let mut body = Vec::with_capacity(announced as usize);
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_REPLY_BYTES => {
-                return Err(UpstreamError::TooLarge);
-            }
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return Ok(Bytes::from(body)),
-            Err(error) => {
-                let cause = describe(&error);
-                return Err(UpstreamError::Malformed(format!(
-                    "the body broke off: {cause}"
-                )));
-            }
-        }
     }
 }
 
 /// A pause of 25–75 ms, so retries from many requests do not arrive together.
 fn jitter() -> Duration {
     Duration::from_millis(rand::random_range(25..=75))
-}
-
-/// Connection refused or not made, or closed before the answer: the request either never
-/// reached the upstream or is safe to send again.
-fn worth_retrying(error: &reqwest::Error) -> bool {
-    if error.is_connect() {
-        return true;
-    }
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
-            && (hyper.is_incomplete_message() || hyper.is_canceled())
-        {
-            return true;
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            )
-        {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// Whether the upstream answered, but not in HTTP: a status line or headers that do not parse,
-/// or a head larger than any answer.
-fn answered_garbage(error: &reqwest::Error) -> bool {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            return hyper.is_parse() || hyper.is_parse_status();
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// The error and its causes in one line, without the URL.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamError> {
-    if expected.contains(&reply.status) {
-        Ok(())
-    } else {
-        Err(unexpected(reply))
-    }
-}
-
-fn unexpected(reply: &Reply) -> UpstreamError {
-    match reply.status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::Rejected(reply.status),
-        StatusCode::INSUFFICIENT_STORAGE => UpstreamError::Full,
-        status if status.is_server_error() => UpstreamError::Failed(status),
-        status => UpstreamError::Malformed(format!("unexpected status {status}")),
-    }
-}
-
-fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, UpstreamError> {
-    serde_json::from_slice(&reply.body)
-        .map_err(|error| UpstreamError::Malformed(format!("unreadable body: {error}")))
 }

@@ -6,5 +6,6 @@
 
 mod hostile;
 mod links;
+mod on_redis;
 mod page;
 mod resilience;

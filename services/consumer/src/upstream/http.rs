@@ -1,0 +1,256 @@
+//! The HTTP adapter: the consumer's state in portbound's upstream, or in any backend that
+//! honours its v1 contract (`links/{code}` documents, `clicks/{code}` counters).
+//!
+//! One `reqwest::Client` (so one connection pool) for the process, with a connect timeout and
+//! pooled connections retired before the upstream's keep-alive closes them. No reply is read
+//! beyond [`MAX_REPLY_BYTES`], and none of the upstream's bodies is passed on or logged.
+
+use std::error::Error as _;
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use reqwest::Method;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::attachment::HttpAttachment;
+use super::store::{Attempt, Store};
+use super::{Created, Info, UpstreamError, UpstreamSettings};
+use crate::links::{Code, LinkDocument};
+
+/// The most the consumer reads of any reply: what the largest answer of the contract it uses
+/// can take. That is a link document whose 2048-character URL is all four-byte characters,
+/// stored percent-encoded (12 bytes each: 24 KiB), with its creation time and id; counters and
+/// `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
+/// one that sends more is cut off there, so a backend cannot make the consumer buffer more.
+pub const MAX_REPLY_BYTES: usize = 32 * 1024;
+
+const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
+
+/// Where a link's document and its click counter live upstream: `links/{code}` and
+/// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
+/// (OpenAPI 3.1, path templating), so this is how the contract lets a client name such a key.
+const LINKS: &str = "links%2F";
+const CLICKS: &str = "clicks%2F";
+
+/// A complete answer from the upstream.
+struct Reply {
+    status: StatusCode,
+    body: Bytes,
+}
+
+/// The upstream's v1 contract over HTTP.
+pub struct HttpStore {
+    http: reqwest::Client,
+    attachment: HttpAttachment,
+}
+
+impl HttpStore {
+    pub fn new(attachment: HttpAttachment, settings: &UpstreamSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
+            // request never lands on a connection the server is closing.
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .user_agent(concat!("portbound-consumer/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the HTTP client builds with rustls");
+        HttpStore { http, attachment }
+    }
+
+    /// One request, its whole body read.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: HeaderMap,
+    ) -> Result<Reply, UpstreamError> {
+        let url = self.attachment.endpoint(path);
+        let mut request = self.http.request(method, url).headers(headers);
+        if let Some(authorization) = self.attachment.authorization() {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        if let Some(id) = shared::request_id::current() {
+            request = request.header("x-request-id", id.as_str());
+        }
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) if answered_garbage(&error) => {
+                let cause = describe(&error);
+                return Err(UpstreamError::Malformed(format!(
+                    "not an HTTP answer: {cause}"
+                )));
+            }
+            // Not sent, or its answer lost: safe to send again.
+            Err(error) => return Err(UpstreamError::Unreachable(describe(&error))),
+        };
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        Ok(Reply {
+            status,
+            body: bounded_body(response).await?,
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Reply, UpstreamError> {
+        self.call(Method::GET, path, None, HeaderMap::new()).await
+    }
+}
+
+impl Store for HttpStore {
+    fn info(&self) -> Attempt<'_, Info> {
+        Box::pin(async move {
+            let reply = self.get("v1/info").await?;
+            expect_status(&reply, &[StatusCode::OK])?;
+            parse(&reply)
+        })
+    }
+
+    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
+        Box::pin(async move {
+            let reply = self.get(&format!("v1/kv/{LINKS}{code}")).await?;
+            match reply.status {
+                StatusCode::NOT_FOUND => Ok(None),
+                _ => {
+                    expect_status(&reply, &[StatusCode::OK])?;
+                    parse(&reply).map(Some)
+                }
+            }
+        })
+    }
+
+    fn create_link<'a>(
+        &'a self,
+        code: &'a Code,
+        document: &'a LinkDocument,
+    ) -> Attempt<'a, Created> {
+        Box::pin(async move {
+            let path = format!("v1/kv/{LINKS}{code}");
+            let body = serde_json::to_vec(document).expect("a link document serializes");
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+            let reply = self.call(Method::PUT, &path, Some(body), headers).await?;
+            match reply.status {
+                StatusCode::CREATED => Ok(Created::Yes),
+                StatusCode::PRECONDITION_FAILED => Ok(Created::Taken),
+                _ => Err(unexpected(&reply)),
+            }
+        })
+    }
+
+    fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64> {
+        #[derive(Deserialize)]
+        struct Counter {
+            value: i64,
+        }
+        Box::pin(async move {
+            let reply = self.get(&format!("v1/counters/{CLICKS}{code}")).await?;
+            expect_status(&reply, &[StatusCode::OK])?;
+            parse::<Counter>(&reply).map(|counter| counter.value)
+        })
+    }
+
+    fn add_clicks<'a>(
+        &'a self,
+        code: &'a str,
+        by: u64,
+        idempotency_key: &'a str,
+    ) -> Attempt<'a, ()> {
+        Box::pin(async move {
+            let path = format!("v1/counters/{CLICKS}{code}");
+            let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
+            let mut headers = HeaderMap::new();
+            let key = HeaderValue::from_str(idempotency_key)
+                .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;
+            headers.insert("idempotency-key", key);
+            let reply = self.call(Method::POST, &path, Some(body), headers).await?;
+            expect_status(&reply, &[StatusCode::OK])
+        })
+    }
+}
+
+/// The body of `response`, at most [`MAX_REPLY_BYTES`]: refused at once when its
+/// `Content-Length` says more, cut off as soon as more arrives. Dropping the response unread
+/// closes its connection instead of returning it to the pool. A body that breaks off after the
+/// upstream began to answer is its failure (502), not a reason to call it again.
+async fn bounded_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    let announced = response.content_length().unwrap_or(0);
+    if announced > MAX_REPLY_BYTES as u64 {
+        return Err(UpstreamError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(announced as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_REPLY_BYTES => {
+                return Err(UpstreamError::TooLarge);
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(error) => {
+                let cause = describe(&error);
+                return Err(UpstreamError::Malformed(format!(
+                    "the body broke off: {cause}"
+                )));
+            }
+        }
+    }
+}
+
+/// Whether the upstream answered, but not in HTTP: a status line or headers that do not parse,
+/// or a head larger than any answer.
+fn answered_garbage(error: &reqwest::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_parse() || hyper.is_parse_status();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The error and its causes in one line, without the URL.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamError> {
+    if expected.contains(&reply.status) {
+        Ok(())
+    } else {
+        Err(unexpected(reply))
+    }
+}
+
+fn unexpected(reply: &Reply) -> UpstreamError {
+    match reply.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            UpstreamError::Rejected(format!("it answered {}", reply.status))
+        }
+        StatusCode::INSUFFICIENT_STORAGE => UpstreamError::Full,
+        status if status.is_server_error() => {
+            UpstreamError::Failed(format!("it answered {status}"))
+        }
+        status => UpstreamError::Malformed(format!("unexpected status {status}")),
+    }
+}
+
+fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, UpstreamError> {
+    serde_json::from_slice(&reply.body)
+        .map_err(|error| UpstreamError::Malformed(format!("unreadable body: {error}")))
+}

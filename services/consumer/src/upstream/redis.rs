@@ -1,0 +1,198 @@
+//! The Redis adapter: the consumer's state in a Redis server, attached by
+//! `UPSTREAM_URL=redis://[user][:password]@host[:port][/db]` (or `rediss://` for TLS).
+//!
+//! Keys, readable with `redis-cli`:
+//!
+//! - `portbound:links:{code}`: the link document, JSON, written only if absent (`SET … NX`);
+//! - `portbound:clicks:{code}`: the click count (`INCRBY`);
+//! - `portbound:batches:{idempotency key}`: a click batch already counted, kept 24 hours. A
+//!   Lua script checks it and increments in one atomic step, so a batch sent again counts once.
+//!
+//! One [`ConnectionManager`] (one multiplexed connection) serves the process. It is made at the
+//! first call, so the consumer starts while Redis is away, and it reconnects by itself when
+//! Redis restarts. Wrong credentials are `Rejected` (502); neither the password nor a value is
+//! ever logged.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
+use tokio::sync::OnceCell;
+
+use super::attachment::RedisAttachment;
+use super::store::{Attempt, Store};
+use super::{Created, Info, UpstreamError, UpstreamSettings};
+use crate::links::{Code, LinkDocument};
+
+/// How long a counted batch's key is kept: as long as the upstream keeps an `Idempotency-Key`.
+const BATCH_KEY_SECONDS: u64 = 24 * 60 * 60;
+
+/// Counts a click batch once: `KEYS[1]` the counter, `KEYS[2]` the batch's key; `ARGV[1]` the
+/// clicks, `ARGV[2]` how long the batch's key is kept. Returns the count.
+const ADD_ONCE: &str = r"
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+return tonumber(redis.call('GET', KEYS[1]) or '0')
+";
+
+/// A Redis server holding links and clicks.
+pub struct RedisStore {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    connection: OnceCell<ConnectionManager>,
+    address: String,
+    add_once: Script,
+}
+
+impl RedisStore {
+    pub fn new(attachment: &RedisAttachment, settings: &UpstreamSettings) -> Self {
+        let client = redis::Client::open(attachment.url().as_str())
+            .expect("the attachment checked the URL the redis crate reads");
+        // Each attempt is bounded here; the deadline and the one retry are the caller's.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1);
+        RedisStore {
+            client,
+            config,
+            connection: OnceCell::new(),
+            address: attachment.address(),
+            add_once: Script::new(ADD_ONCE),
+        }
+    }
+
+    /// The shared connection, made at the first call that finds none.
+    async fn connection(&self) -> Result<ConnectionManager, UpstreamError> {
+        self.connection
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            })
+            .await
+            .cloned()
+            .map_err(failure)
+    }
+}
+
+fn link_key(code: &Code) -> String {
+    format!("portbound:links:{code}")
+}
+
+fn clicks_key(code: &str) -> String {
+    format!("portbound:clicks:{code}")
+}
+
+impl Store for RedisStore {
+    fn info(&self) -> Attempt<'_, Info> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let server: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut connection)
+                .await
+                .map_err(failure)?;
+            let version = server
+                .lines()
+                .find_map(|line| line.strip_prefix("redis_version:"))
+                .map_or("?", str::trim);
+            Ok(Info {
+                instance: format!("redis {version} at {}", self.address),
+            })
+        })
+    }
+
+    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let stored: Option<String> = connection.get(link_key(code)).await.map_err(failure)?;
+            stored
+                .map(|json| {
+                    serde_json::from_str(&json).map_err(|error| {
+                        UpstreamError::Malformed(format!("an unreadable link document: {error}"))
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn create_link<'a>(
+        &'a self,
+        code: &'a Code,
+        document: &'a LinkDocument,
+    ) -> Attempt<'a, Created> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let json = serde_json::to_string(document).expect("a link document serializes");
+            let written: bool = connection
+                .set_nx(link_key(code), json)
+                .await
+                .map_err(failure)?;
+            Ok(if written {
+                Created::Yes
+            } else {
+                Created::Taken
+            })
+        })
+    }
+
+    fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let count: Option<i64> = connection
+                .get(clicks_key(code.as_str()))
+                .await
+                .map_err(failure)?;
+            Ok(count.unwrap_or(0))
+        })
+    }
+
+    fn add_clicks<'a>(
+        &'a self,
+        code: &'a str,
+        by: u64,
+        idempotency_key: &'a str,
+    ) -> Attempt<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let _count: i64 = self
+                .add_once
+                .key(clicks_key(code))
+                .key(format!("portbound:batches:{idempotency_key}"))
+                .arg(by)
+                .arg(BATCH_KEY_SECONDS)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failure)?;
+            Ok(())
+        })
+    }
+}
+
+/// What a Redis error means to the consumer. Only the error's kind and code are kept: a
+/// server's message can quote what it was sent.
+fn failure(error: RedisError) -> UpstreamError {
+    let code = error.code().unwrap_or_default().to_owned();
+    match error.kind() {
+        _ if error.is_io_error()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped()
+            || error.is_timeout() =>
+        {
+            UpstreamError::Unreachable(format!("redis: {:?}", error.kind()))
+        }
+        // Still loading its data after a restart: it will answer shortly.
+        ErrorKind::Server(ServerErrorKind::BusyLoading) => {
+            UpstreamError::Unreachable("redis is loading its data".to_owned())
+        }
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            UpstreamError::Rejected(format!("redis refused them ({code})"))
+        }
+        _ if matches!(code.as_str(), "NOAUTH" | "WRONGPASS") => {
+            UpstreamError::Rejected(format!("redis refused them ({code})"))
+        }
+        _ if code == "OOM" => UpstreamError::Full,
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            UpstreamError::Malformed(format!("redis answered a {:?}", error.kind()))
+        }
+        kind => UpstreamError::Failed(format!("redis: {kind:?} {code}")),
+    }
+}

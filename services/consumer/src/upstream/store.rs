@@ -1,0 +1,46 @@
+//! What the consumer needs from any backing service, whatever its kind: the one interface
+//! every adapter implements. Deadlines, the retry and the circuit breaker are not here:
+//! [`super::Upstream`] wraps them once around whichever adapter is attached.
+//!
+//! An adapter makes one attempt per call and says how it failed with an [`UpstreamError`]:
+//! `Unreachable` when the request may not have arrived or its answer was lost (the one failure
+//! that is retried, since every operation here is safe to repeat), `Rejected` for refused
+//! credentials, `Full` for a store out of space, `Failed` and `Malformed` for the rest.
+
+use futures_util::future::BoxFuture;
+
+use super::{Created, Info, UpstreamError};
+use crate::links::{Code, LinkDocument};
+
+/// The result of one attempt.
+pub type Attempt<'a, T> = BoxFuture<'a, Result<T, UpstreamError>>;
+
+/// A backing service for links and their clicks.
+pub trait Store: Send + Sync {
+    /// Who answers: the instance as it names itself. Costs the same at any size of the data.
+    fn info(&self) -> Attempt<'_, Info>;
+
+    /// The link stored under `code`, if any.
+    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>>;
+
+    /// Stores `document` under `code` only if nothing is stored there: `Taken` otherwise, even
+    /// when what is there is this very document (a retried create); the caller tells those
+    /// apart.
+    fn create_link<'a>(
+        &'a self,
+        code: &'a Code,
+        document: &'a LinkDocument,
+    ) -> Attempt<'a, Created>;
+
+    /// The clicks counted for `code`; 0 when there are none.
+    fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64>;
+
+    /// Adds `by` clicks to `code`, once per `idempotency_key`: a batch sent again with the same
+    /// key (for at least 24 hours) is not counted again.
+    fn add_clicks<'a>(
+        &'a self,
+        code: &'a str,
+        by: u64,
+        idempotency_key: &'a str,
+    ) -> Attempt<'a, ()>;
+}

@@ -1,0 +1,134 @@
+//! A real Redis for the tests: Debian's `redis-server`, on an ephemeral port of 127.0.0.1 with
+//! its data in a temporary directory, run as compose runs it (append-only file,
+//! `appendfsync always`). Where `redis-server` is not installed, [`RedisServer::start`] says
+//! that the test is SKIPPED and returns `None`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// How long `redis-server` may take to answer `PING`.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `redis-server`, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    password: Option<String>,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// `redis-server` on the `PATH`, if installed.
+fn redis_server() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("redis-server"))
+        .find(|path| path.is_file())
+}
+
+impl RedisServer {
+    /// A fresh server requiring `password` (if any), or `None` (having said SKIPPED) where
+    /// `redis-server` is missing.
+    pub async fn start(test: &str, password: Option<&str>) -> Option<RedisServer> {
+        let Some(binary) = redis_server() else {
+            crate::skipped(
+                test,
+                "redis-server is not installed (Debian: apt-get install redis-server)",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // redis-server cannot take port 0 and say which it got: take a free one and hand it on.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = spawn(&binary, &dir, port, password);
+        let server = RedisServer {
+            port,
+            password: password.map(str::to_owned),
+            child,
+            dir,
+        };
+        server.wait_ready().await;
+        Some(server)
+    }
+
+    /// `UPSTREAM_URL` for a consumer attached to this server's database 0.
+    pub fn attach_url(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// SIGKILL, as a crash would, and wait until it is gone.
+    pub async fn kill9(&mut self) {
+        self.child.kill().await.expect("SIGKILL is delivered");
+    }
+
+    /// Starts it again on the same port and data, after [`RedisServer::kill9`].
+    pub async fn restart(&mut self) {
+        let binary = redis_server().expect("redis-server was installed at the start");
+        self.child = spawn(&binary, &self.dir, self.port, self.password.as_deref());
+        self.wait_ready().await;
+    }
+
+    /// A client of this server, to read what the consumer stored.
+    pub async fn connection(&self) -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open(self.attach_url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connects to redis-server")
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let client = ::redis::Client::open(self.attach_url()).expect("a valid URL");
+        loop {
+            let answered = match client.get_multiplexed_async_connection().await {
+                Ok(mut connection) => ::redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within {STARTUP_DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn spawn(binary: &PathBuf, dir: &tempfile::TempDir, port: u16, password: Option<&str>) -> Child {
+    let mut command = Command::new(binary);
+    command
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--dir")
+        .arg(dir.path())
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .args(["--daemonize", "no", "--loglevel", "warning"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(password) = password {
+        command.args(["--requirepass", password]);
+    }
+    command.spawn().expect("redis-server starts")
+}
