@@ -18,6 +18,7 @@ use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use testkit::backend::{Backend, Kind};
 use testkit::contract;
 use testkit::process::{
     Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
@@ -25,6 +26,31 @@ use testkit::process::{
 };
 use testkit::proxy::{Fault, FaultProxy};
 use testkit::{assert_problem, backends, eventually, get_json, get_text};
+
+/// Runs each consumer case named here against each kind of backing service, from one body:
+/// `case::http` against portbound's upstream, `case::redis` against a real `redis-server`
+/// (SKIPPED where it is not installed).
+macro_rules! on_each_backend {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn http() {
+                super::$case(testkit::backend::Kind::Http).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                super::$case(testkit::backend::Kind::Redis).await;
+            }
+        }
+    )*};
+}
+
+on_each_backend!(
+    links_codes_and_clicks_live_in_the_backend,
+    a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link,
+    wrong_credentials_are_a_502_and_the_password_is_in_no_log_line,
+);
 
 /// The two ports under test, spawned here or already running.
 struct Stack {
@@ -151,6 +177,132 @@ async fn a_link_round_trips_and_is_visible_on_both_ports() {
         let checked = consumer.requests_upstream();
         assert!(checked >= 7, "only {checked} requests were checked");
     }
+}
+
+async fn links_codes_and_clicks_live_in_the_backend(kind: Kind) {
+    let test = format!("links_codes_and_clicks_live_in_the_backend::{kind}");
+    if skipped_on_external_stack(&test) {
+        return;
+    }
+    let Some(backend) = Backend::start(kind, &test).await else {
+        return;
+    };
+    let consumer = spawn_consumer(&backend.attach_url(), &[]).await;
+    let client = client();
+    let status = get_json(&client, format!("{}/api/status", consumer.url)).await;
+    assert_eq!(status["upstream"]["kind"], kind.to_string());
+    assert_eq!(status["upstream"]["reachable"], true);
+
+    let code = shorten_ok(&client, &consumer.url, "https://example.com/random").await;
+    let custom = client
+        .post(format!("{}/api/links", consumer.url))
+        .json(&json!({"url": "https://example.com/custom", "code": "custom-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(custom.status(), StatusCode::CREATED);
+    let taken = client
+        .post(format!("{}/api/links", consumer.url))
+        .json(&json!({"url": "https://example.com/other", "code": "custom-1"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(taken, StatusCode::CONFLICT).await;
+    assert_eq!(problem["pointer"], "/code");
+    let unknown = client
+        .get(format!("{}/not-made", consumer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
+
+    for _ in 0..3 {
+        let redirect = client
+            .get(format!("{}/{code}", consumer.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect.status(), StatusCode::FOUND);
+        assert_eq!(redirect.headers()["location"], "https://example.com/random");
+    }
+    // The backend holds the state: the documents as written, and, once flushed, the clicks.
+    let stored = backend
+        .stored_link(&code)
+        .await
+        .expect("the link is stored");
+    assert_eq!(stored["url"], "https://example.com/random");
+    let custom = backend.stored_link("custom-1").await.expect("stored");
+    assert_eq!(custom["url"], "https://example.com/custom");
+    assert!(backend.stored_link("not-made").await.is_none());
+    eventually(
+        Duration::from_secs(10),
+        "the clicks reach the backend",
+        || async { backend.stored_clicks(&code).await == 3 },
+    )
+    .await;
+    let shown = get_json(&client, format!("{}/api/links/{code}", consumer.url)).await;
+    assert_eq!(shown["clicks"], 3);
+}
+
+#[tokio::test]
+async fn swapping_to_redis_and_back_keeps_each_link_where_it_was_made() {
+    let test = "swapping_to_redis_and_back_keeps_each_link_where_it_was_made";
+    if skipped_on_external_stack(test) {
+        return;
+    }
+    let Some(redis) = Backend::start(Kind::Redis, test).await else {
+        return;
+    };
+    let upstream = Backend::start(Kind::Http, test).await.unwrap();
+    let client = client();
+    let kind = |consumer: String| {
+        let client = client.clone();
+        async move {
+            let status = get_json(&client, format!("{consumer}/api/status")).await;
+            status["upstream"]["kind"].as_str().unwrap().to_owned()
+        }
+    };
+    let follow = |consumer: String, code: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{consumer}/{code}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    let on_http = spawn_consumer(&upstream.attach_url(), &[]).await;
+    assert_eq!(kind(on_http.url.clone()).await, "http");
+    let made_on_http = shorten_ok(&client, &on_http.url, "https://example.com/on-http").await;
+    on_http.kill9().await;
+
+    let on_redis = spawn_consumer(&redis.attach_url(), &[]).await;
+    assert_eq!(kind(on_redis.url.clone()).await, "redis");
+    let status = follow(on_redis.url.clone(), made_on_http.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a link of the upstream on Redis"
+    );
+    let made_on_redis = shorten_ok(&client, &on_redis.url, "https://example.com/on-redis").await;
+    on_redis.kill9().await;
+
+    let back = spawn_consumer(&upstream.attach_url(), &[]).await;
+    assert_eq!(kind(back.url.clone()).await, "http");
+    assert_eq!(
+        follow(back.url.clone(), made_on_http).await,
+        StatusCode::FOUND
+    );
+    let status = follow(back.url.clone(), made_on_redis.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a link of Redis on the upstream"
+    );
+    assert!(redis.stored_link(&made_on_redis).await.is_some());
 }
 
 #[tokio::test]
@@ -322,17 +474,19 @@ async fn load_worker(
     }
 }
 
-#[tokio::test]
-async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link() {
-    if skipped_on_external_stack(
-        "an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link",
-    ) {
+async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link(
+    kind: Kind,
+) {
+    let test = format!(
+        "a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link::{kind}"
+    );
+    if skipped_on_external_stack(&test) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = spawn_upstream(dir.path(), "victim", &[]).await;
-    let port = upstream.port;
-    let consumer = spawn_consumer(&attach(port), &[("CIRCUIT_COOLDOWN", "300ms")]).await;
+    let Some(mut backend) = Backend::start(kind, &test).await else {
+        return;
+    };
+    let consumer = spawn_consumer(&backend.attach_url(), &[("CIRCUIT_COOLDOWN", "300ms")]).await;
 
     let running = Arc::new(AtomicBool::new(true));
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -354,7 +508,7 @@ async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowle
         acknowledged().await > before + 50
     })
     .await;
-    upstream.kill9().await;
+    backend.kill9().await;
     let killed_at = acknowledged().await;
     eventually(
         Duration::from_secs(5),
@@ -366,10 +520,7 @@ async fn an_upstream_killed_under_load_costs_only_gateway_errors_and_no_acknowle
     )
     .await;
 
-    let upstream = spawn_upstream(dir.path(), "victim", &[]).await;
-    consumer
-        .upstream_proxy()
-        .retarget(([127, 0, 0, 1], upstream.port).into());
+    backend.restart(&consumer).await;
     let restarted = Instant::now();
     eventually(
         Duration::from_secs(10),
@@ -539,17 +690,15 @@ async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own() {
     assert_problem(again, StatusCode::CONFLICT).await;
 }
 
-#[tokio::test]
-async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
-    if skipped_on_external_stack("wrong_credentials_are_a_502_and_the_password_is_in_no_log_line") {
+async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line(kind: Kind) {
+    let test = format!("wrong_credentials_are_a_502_and_the_password_is_in_no_log_line::{kind}");
+    if skipped_on_external_stack(&test) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = spawn_upstream(dir.path(), "guarded", &[]).await;
-    let wrong = format!(
-        "http://portbound:Wr0ngPassw0rd@127.0.0.1:{}/",
-        upstream.port
-    );
+    let Some(backend) = Backend::start(kind, &test).await else {
+        return;
+    };
+    let wrong = backend.attach_url_with_password("Wr0ngPassw0rd");
     let consumer = spawn_consumer(&wrong, &[]).await;
     let client = client();
     let response = shorten(&client, &consumer.url, "https://example.com/").await;
@@ -557,13 +706,13 @@ async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line() {
     assert!(!problem.to_string().contains("Wr0ngPassw0rd"));
     let status = get_text(&client, format!("{}/api/status", consumer.url)).await;
     assert!(
-        !status.contains("Wr0ngPassw0rd") && status.contains("portbound:***@"),
+        !status.contains("Wr0ngPassw0rd") && status.contains(":***@"),
         "{status}"
     );
 
     let logs = consumer.logs();
     assert!(
-        logs.iter().any(|line| line.contains("portbound:***@")),
+        logs.iter().any(|line| line.contains(":***@")),
         "the attachment is logged, redacted"
     );
     let leaks: Vec<_> = logs
@@ -699,6 +848,10 @@ async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
         "ftp://portbound:hunter2@up/",
         "http://portbound:hunter2@up/?x=1",
         "up:8081",
+        "redis://:hunter2@redis:6379/16",
+        "redis://:hunter2@redis:6379/zero",
+        "redis://:hunter2@redis:6379/0?protocol=resp3",
+        "memcached://:hunter2@cache:11211/",
     ] {
         let (status, output) = run_to_exit(&consumer, &[], &[("UPSTREAM_URL", bad)]).await;
         assert_eq!(status.code(), Some(2), "{output}");
@@ -707,7 +860,9 @@ async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
             .find(|l| l.contains("invalid configuration"))
             .unwrap();
         assert!(
-            line.contains("UPSTREAM_URL=") && line.contains("expected an http(s) URL"),
+            line.contains("UPSTREAM_URL=")
+                && line.contains("expected an http(s) URL")
+                && line.contains("or a redis(s) URL"),
             "{line}"
         );
         assert!(

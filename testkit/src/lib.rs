@@ -14,6 +14,8 @@
 //! - [`proxy`]: the fault-injecting TCP proxy between a consumer and its upstream, which also
 //!   checks every request it passes on against the upstream's contract.
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
+//! - [`backend`]: a backing service of either kind, upstream or Redis, for the consumer's
+//!   cases that run against both.
 //! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
 //!   that refuses connections.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
@@ -27,6 +29,7 @@
 // Test support: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod backend;
 pub mod backends;
 pub mod browser;
 pub mod contract;
