@@ -10,12 +10,16 @@
 //!
 //! One [`ConnectionManager`] (one multiplexed connection) serves the process. It is made at the
 //! first call, so the consumer starts while Redis is away, and it reconnects by itself when
-//! Redis restarts. Wrong credentials are `Rejected` (502); neither the password nor a value is
-//! ever logged.
+//! Redis restarts. A command that does not finish — its deadline passed while the connection
+//! stayed open but silent, as behind a network that drops packets — leaves that connection
+//! suspect: it is dropped, and the next call makes a new one, instead of every later command
+//! queueing behind answers that may never come. Wrong credentials are `Rejected` (502); neither
+//! the password nor a value is ever logged.
+
+use std::sync::RwLock;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
-use tokio::sync::OnceCell;
 
 use super::attachment::RedisAttachment;
 use super::store::{Attempt, Store};
@@ -38,9 +42,44 @@ return tonumber(redis.call('GET', KEYS[1]) or '0')
 pub struct RedisStore {
     client: redis::Client,
     config: ConnectionManagerConfig,
-    connection: OnceCell<ConnectionManager>,
+    /// The connection in use, with its generation.
+    current: RwLock<Option<(u64, ConnectionManager)>>,
+    /// Held while a connection is being made, so only one is.
+    making: tokio::sync::Mutex<u64>,
     address: String,
     add_once: Script,
+}
+
+/// A command under way on a connection; dropped before [`Unfinished::finished`] (its deadline
+/// passed, or its caller gave up), it drops that connection.
+struct Unfinished<'a> {
+    current: &'a RwLock<Option<(u64, ConnectionManager)>>,
+    generation: u64,
+    armed: bool,
+}
+
+impl Unfinished<'_> {
+    /// The command ended with `result`; a timeout leaves the connection suspect all the same.
+    fn finished<T>(mut self, result: Result<T, RedisError>) -> Result<T, UpstreamError> {
+        self.armed = result.as_ref().is_err_and(RedisError::is_timeout);
+        result.map_err(failure)
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut current = self.current.write().expect("the connection lock");
+        if current
+            .as_ref()
+            .is_some_and(|(generation, _)| *generation == self.generation)
+        {
+            log::warn!("redis: a command did not finish; dropping its connection");
+            *current = None;
+        }
+    }
 }
 
 impl RedisStore {
@@ -55,21 +94,44 @@ impl RedisStore {
         RedisStore {
             client,
             config,
-            connection: OnceCell::new(),
+            current: RwLock::new(None),
+            making: tokio::sync::Mutex::new(0),
             address: attachment.address(),
             add_once: Script::new(ADD_ONCE),
         }
     }
 
-    /// The shared connection, made at the first call that finds none.
-    async fn connection(&self) -> Result<ConnectionManager, UpstreamError> {
-        self.connection
-            .get_or_try_init(|| {
-                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-            })
-            .await
-            .cloned()
-            .map_err(failure)
+    /// The shared connection, made by the first call that finds none, and the guard of the
+    /// command about to use it.
+    async fn connection(&self) -> Result<(ConnectionManager, Unfinished<'_>), UpstreamError> {
+        let current = || self.current.read().expect("the connection lock").clone();
+        let (generation, connection) = match current() {
+            Some(found) => found,
+            None => {
+                let mut made = self.making.lock().await;
+                match current() {
+                    Some(found) => found,
+                    None => {
+                        let connection = ConnectionManager::new_with_config(
+                            self.client.clone(),
+                            self.config.clone(),
+                        )
+                        .await
+                        .map_err(failure)?;
+                        *made += 1;
+                        *self.current.write().expect("the connection lock") =
+                            Some((*made, connection.clone()));
+                        (*made, connection)
+                    }
+                }
+            }
+        };
+        let unfinished = Unfinished {
+            current: &self.current,
+            generation,
+            armed: true,
+        };
+        Ok((connection, unfinished))
     }
 }
 
@@ -84,12 +146,13 @@ fn clicks_key(code: &str) -> String {
 impl Store for RedisStore {
     fn info(&self) -> Attempt<'_, Info> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let server: String = redis::cmd("INFO")
-                .arg("server")
-                .query_async(&mut connection)
-                .await
-                .map_err(failure)?;
+            let (mut connection, unfinished) = self.connection().await?;
+            let server: String = unfinished.finished(
+                redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut connection)
+                    .await,
+            )?;
             let version = server
                 .lines()
                 .find_map(|line| line.strip_prefix("redis_version:"))
@@ -102,8 +165,9 @@ impl Store for RedisStore {
 
     fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let stored: Option<String> = connection.get(link_key(code)).await.map_err(failure)?;
+            let (mut connection, unfinished) = self.connection().await?;
+            let stored: Option<String> =
+                unfinished.finished(connection.get(link_key(code)).await)?;
             stored
                 .map(|json| {
                     serde_json::from_str(&json).map_err(|error| {
@@ -120,12 +184,10 @@ impl Store for RedisStore {
         document: &'a LinkDocument,
     ) -> Attempt<'a, Created> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
             let json = serde_json::to_string(document).expect("a link document serializes");
-            let written: bool = connection
-                .set_nx(link_key(code), json)
-                .await
-                .map_err(failure)?;
+            let (mut connection, unfinished) = self.connection().await?;
+            let written: bool =
+                unfinished.finished(connection.set_nx(link_key(code), json).await)?;
             Ok(if written {
                 Created::Yes
             } else {
@@ -136,11 +198,9 @@ impl Store for RedisStore {
 
     fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let count: Option<i64> = connection
-                .get(clicks_key(code.as_str()))
-                .await
-                .map_err(failure)?;
+            let (mut connection, unfinished) = self.connection().await?;
+            let count: Option<i64> =
+                unfinished.finished(connection.get(clicks_key(code.as_str())).await)?;
             Ok(count.unwrap_or(0))
         })
     }
@@ -152,16 +212,16 @@ impl Store for RedisStore {
         idempotency_key: &'a str,
     ) -> Attempt<'a, ()> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            let _count: i64 = self
-                .add_once
-                .key(clicks_key(code))
-                .key(format!("portbound:batches:{idempotency_key}"))
-                .arg(by)
-                .arg(BATCH_KEY_SECONDS)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failure)?;
+            let (mut connection, unfinished) = self.connection().await?;
+            let _count: i64 = unfinished.finished(
+                self.add_once
+                    .key(clicks_key(code))
+                    .key(format!("portbound:batches:{idempotency_key}"))
+                    .arg(by)
+                    .arg(BATCH_KEY_SECONDS)
+                    .invoke_async(&mut connection)
+                    .await,
+            )?;
             Ok(())
         })
     }
