@@ -24,7 +24,7 @@ use testkit::process::{
     Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
     spawn_consumer, spawn_upstream,
 };
-use testkit::proxy::{Fault, FaultProxy};
+use testkit::proxy::Fault;
 use testkit::{assert_problem, backends, eventually, get_json, get_text};
 
 /// Runs each consumer case named here against each kind of backing service, from one body:
@@ -50,6 +50,8 @@ on_each_backend!(
     links_codes_and_clicks_live_in_the_backend,
     a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link,
     wrong_credentials_are_a_502_and_the_password_is_in_no_log_line,
+    faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang,
+    a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own,
 );
 
 /// The two ports under test, spawned here or already running.
@@ -564,30 +566,26 @@ async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledg
     }
 }
 
-/// A consumer (configured by `env`) attached to an upstream through a [`FaultProxy`].
-async fn behind_a_proxy(
-    env: &[(&str, &str)],
-) -> (FaultProxy, Service, (Service, tempfile::TempDir)) {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = spawn_upstream(dir.path(), "behind-proxy", &[]).await;
-    let proxy = FaultProxy::start(([127, 0, 0, 1], upstream.port).into()).await;
-    let consumer = spawn_consumer(&attach(proxy.port), env).await;
-    (proxy, consumer, (upstream, dir))
-}
-
-#[tokio::test]
-async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() {
-    if skipped_on_external_stack(
-        "faults_between_the_services_time_out_trip_the_circuit_and_never_hang",
-    ) {
+async fn faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang(kind: Kind) {
+    let test = format!(
+        "faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang::{kind}"
+    );
+    if skipped_on_external_stack(&test) {
         return;
     }
-    let (proxy, consumer, _upstream) = behind_a_proxy(&[
-        ("UPSTREAM_CONNECT_TIMEOUT", "300ms"),
-        ("UPSTREAM_TIMEOUT", "600ms"),
-        ("CIRCUIT_FAILURES", "3"),
-        ("CIRCUIT_COOLDOWN", "1s"),
-    ])
+    let Some(backend) = Backend::start(kind, &test).await else {
+        return;
+    };
+    let proxy = backend.proxy().await;
+    let consumer = spawn_consumer(
+        &backend.attach_url_at(proxy.port),
+        &[
+            ("UPSTREAM_CONNECT_TIMEOUT", "300ms"),
+            ("UPSTREAM_TIMEOUT", "600ms"),
+            ("CIRCUIT_FAILURES", "3"),
+            ("CIRCUIT_COOLDOWN", "1s"),
+        ],
+    )
     .await;
     let client = client();
     let code = shorten_ok(&client, &consumer.url, "https://example.com/proxied").await;
@@ -654,14 +652,17 @@ async fn faults_between_the_services_time_out_trip_the_circuit_and_never_hang() 
     assert_eq!(status["upstream"]["circuit"], "closed");
 }
 
-#[tokio::test]
-async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own() {
-    if skipped_on_external_stack(
-        "a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own",
-    ) {
+async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own(kind: Kind) {
+    let test =
+        format!("a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own::{kind}");
+    if skipped_on_external_stack(&test) {
         return;
     }
-    let (proxy, consumer, _upstream) = behind_a_proxy(&[]).await;
+    let Some(backend) = Backend::start(kind, &test).await else {
+        return;
+    };
+    let proxy = backend.proxy().await;
+    let consumer = spawn_consumer(&backend.attach_url_at(proxy.port), &[]).await;
     let client = client();
 
     proxy.set(Fault::LoseNextAnswer);

@@ -5,11 +5,13 @@
 //! their data, and both let a test read what the consumer stored, from the backend itself.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use redis::AsyncCommands;
 use serde_json::Value;
 
 use crate::process::{Service, TOKEN, attach, spawn_upstream};
+use crate::proxy::FaultProxy;
 use crate::redis::RedisServer;
 
 /// Which kind of backing service.
@@ -59,6 +61,31 @@ impl Backend {
             (_, Some(redis)) => redis.attach_url(),
             _ => panic!("the backend is not running"),
         }
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        match (&self.upstream, &self.redis) {
+            (Some(upstream), _) => ([127, 0, 0, 1], upstream.port).into(),
+            (_, Some(redis)) => ([127, 0, 0, 1], redis.port).into(),
+            _ => panic!("the backend is not running"),
+        }
+    }
+
+    /// A fault proxy in front of it: one that checks the contract for an upstream, one that
+    /// passes bytes for Redis.
+    pub async fn proxy(&self) -> FaultProxy {
+        match self.kind {
+            Kind::Http => FaultProxy::start(self.address()).await,
+            Kind::Redis => FaultProxy::start_raw(self.address()).await,
+        }
+    }
+
+    /// `UPSTREAM_URL` reaching it through something listening on `port` of 127.0.0.1.
+    pub fn attach_url_at(&self, port: u16) -> String {
+        let own = format!("127.0.0.1:{}", self.address().port());
+        self.attach_url()
+            .replace(&own, &format!("127.0.0.1:{port}"))
     }
 
     /// `UPSTREAM_URL` with `password` in place of the right one.

@@ -6,7 +6,8 @@
 //!
 //! It also reads every request that passes towards the upstream and checks it against the
 //! upstream's contract ([`crate::contract`]); dropping a proxy that saw a request outside the
-//! contract fails the test, naming the request.
+//! contract fails the test, naming the request. In front of a backend that does not speak HTTP
+//! (Redis), [`FaultProxy::start_raw`] passes bytes without reading them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,9 +45,10 @@ pub struct FaultProxy {
     accept: JoinHandle<()>,
 }
 
-/// What the proxy saw of the requests it passed on, and the contract it holds them to.
+/// What the proxy saw of the requests it passed on, and the contract it holds them to (none
+/// for a backend that does not speak HTTP: then each write of the client counts as a request).
 struct Checked {
-    contract: &'static Value,
+    contract: Option<&'static Value>,
     requests: Mutex<usize>,
     violations: Mutex<Vec<String>>,
 }
@@ -55,16 +57,21 @@ impl FaultProxy {
     /// Listens on 127.0.0.1 (any free port) and forwards to `target`; while nothing listens
     /// there, it resets the connections it accepts.
     pub async fn start(target: SocketAddr) -> Self {
-        Self::checking(target, contract::upstream_document(true)).await
+        Self::checking(target, Some(contract::upstream_document(true))).await
+    }
+
+    /// A proxy that checks nothing, in front of a backend that does not speak HTTP.
+    pub async fn start_raw(target: SocketAddr) -> Self {
+        Self::checking(target, None).await
     }
 
     /// A proxy in front of an upstream that runs without `ACCESS_TOKEN`, whose contract asks
     /// for no credentials.
     pub async fn start_open(target: SocketAddr) -> Self {
-        Self::checking(target, contract::upstream_document(false)).await
+        Self::checking(target, Some(contract::upstream_document(false))).await
     }
 
-    async fn checking(target: SocketAddr, contract: &'static Value) -> Self {
+    async fn checking(target: SocketAddr, contract: Option<&'static Value>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the proxy binds");
@@ -98,7 +105,7 @@ impl FaultProxy {
         *self.target.lock().expect("the target lock") = target;
     }
 
-    /// How many complete requests have passed towards the upstream.
+    /// How many complete requests (for a raw proxy: writes) have passed towards the upstream.
     pub fn requests_seen(&self) -> usize {
         *self.checked.requests.lock().expect("the count lock")
     }
@@ -126,10 +133,21 @@ impl Drop for FaultProxy {
 }
 
 impl Checked {
+    /// Counts (and, with a contract, checks) what the client sent in `bytes`.
+    fn feed(&self, requests: &mut Requests, bytes: &[u8]) {
+        match self.contract {
+            Some(_) => self.record(requests.feed(bytes)),
+            None => *self.requests.lock().expect("the count lock") += 1,
+        }
+    }
+
     fn record(&self, requests: Vec<contract::Request>) {
+        let Some(document) = self.contract else {
+            return;
+        };
         for request in requests {
             *self.requests.lock().expect("the count lock") += 1;
-            if let Some(violation) = contract::violation(self.contract, &request) {
+            if let Some(violation) = contract::violation(document, &request) {
                 let line = format!("{} {}: {violation}", request.method, request.target);
                 self.violations
                     .lock()
@@ -241,7 +259,7 @@ async fn serve(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            checked.record(requests.feed(&buffer[..n]));
+            checked.feed(&mut requests, &buffer[..n]);
             if upstream_write.write_all(&buffer[..n]).await.is_err() {
                 return;
             }
@@ -285,6 +303,6 @@ async fn hold(mut client: TcpStream, checked: &Checked) {
         if n == 0 {
             return;
         }
-        checked.record(requests.feed(&buffer[..n]));
+        checked.feed(&mut requests, &buffer[..n]);
     }
 }
