@@ -46,6 +46,16 @@ macro_rules! on_each_backend {
     )*};
 }
 
+/// The backend of `kind` for `case`, or `None` (having said SKIPPED) where the case cannot run:
+/// against an external stack, or on Redis where it is not installed.
+async fn backend_for(case: &str, kind: Kind) -> Option<Backend> {
+    let test = format!("{case}::{kind}");
+    if skipped_on_external_stack(&test) {
+        return None;
+    }
+    Backend::start(kind, &test).await
+}
+
 on_each_backend!(
     links_codes_and_clicks_live_in_the_backend,
     a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link,
@@ -182,11 +192,8 @@ async fn a_link_round_trips_and_is_visible_on_both_ports() {
 }
 
 async fn links_codes_and_clicks_live_in_the_backend(kind: Kind) {
-    let test = format!("links_codes_and_clicks_live_in_the_backend::{kind}");
-    if skipped_on_external_stack(&test) {
-        return;
-    }
-    let Some(backend) = Backend::start(kind, &test).await else {
+    let Some(backend) = backend_for("links_codes_and_clicks_live_in_the_backend", kind).await
+    else {
         return;
     };
     let consumer = spawn_consumer(&backend.attach_url(), &[]).await;
@@ -479,13 +486,12 @@ async fn load_worker(
 async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link(
     kind: Kind,
 ) {
-    let test = format!(
-        "a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link::{kind}"
-    );
-    if skipped_on_external_stack(&test) {
-        return;
-    }
-    let Some(mut backend) = Backend::start(kind, &test).await else {
+    let Some(mut backend) = backend_for(
+        "a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledged_link",
+        kind,
+    )
+    .await
+    else {
         return;
     };
     let consumer = spawn_consumer(&backend.attach_url(), &[("CIRCUIT_COOLDOWN", "300ms")]).await;
@@ -567,13 +573,12 @@ async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledg
 }
 
 async fn faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang(kind: Kind) {
-    let test = format!(
-        "faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang::{kind}"
-    );
-    if skipped_on_external_stack(&test) {
-        return;
-    }
-    let Some(backend) = Backend::start(kind, &test).await else {
+    let Some(backend) = backend_for(
+        "faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang",
+        kind,
+    )
+    .await
+    else {
         return;
     };
     let proxy = backend.proxy().await;
@@ -653,12 +658,8 @@ async fn faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never
 }
 
 async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own(kind: Kind) {
-    let test =
-        format!("a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own::{kind}");
-    if skipped_on_external_stack(&test) {
-        return;
-    }
-    let Some(backend) = Backend::start(kind, &test).await else {
+    let case = "a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own";
+    let Some(backend) = backend_for(case, kind).await else {
         return;
     };
     let proxy = backend.proxy().await;
@@ -692,11 +693,12 @@ async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own(kin
 }
 
 async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line(kind: Kind) {
-    let test = format!("wrong_credentials_are_a_502_and_the_password_is_in_no_log_line::{kind}");
-    if skipped_on_external_stack(&test) {
-        return;
-    }
-    let Some(backend) = Backend::start(kind, &test).await else {
+    let Some(backend) = backend_for(
+        "wrong_credentials_are_a_502_and_the_password_is_in_no_log_line",
+        kind,
+    )
+    .await
+    else {
         return;
     };
     let wrong = backend.attach_url_with_password("Wr0ngPassw0rd");

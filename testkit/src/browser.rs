@@ -6,7 +6,6 @@
 //! dropped, so a failing test leaves no browser behind. Where `chromedriver` is not installed,
 //! [`Browser::start`] says that the test is SKIPPED and returns `None`.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -52,17 +51,10 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-/// `chromedriver` on the `PATH`, if installed.
-fn chromedriver() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("chromedriver"))
-        .find(|path| path.is_file())
-}
-
 impl Browser {
     /// A browser for `test`, or `None` (having said SKIPPED) where `chromedriver` is missing.
     pub async fn start(test: &str, options: Options) -> Option<Browser> {
-        let Some(driver_path) = chromedriver() else {
+        let Some(driver_path) = crate::installed("chromedriver") else {
             crate::skipped(
                 test,
                 "chromedriver is not installed (Debian: apt-get install chromium chromium-driver)",

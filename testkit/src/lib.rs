@@ -116,3 +116,10 @@ pub fn skipped(test: &str, why: &str) {
     // Straight to stderr: the test harness captures eprintln!, and a skip must be seen.
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
+
+/// `program` on the `PATH`, if it is installed.
+pub fn installed(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}

@@ -21,18 +21,11 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-/// `redis-server` on the `PATH`, if installed.
-fn redis_server() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("redis-server"))
-        .find(|path| path.is_file())
-}
-
 impl RedisServer {
     /// A fresh server requiring `password` (if any), or `None` (having said SKIPPED) where
     /// `redis-server` is missing.
     pub async fn start(test: &str, password: Option<&str>) -> Option<RedisServer> {
-        let Some(binary) = redis_server() else {
+        let Some(binary) = crate::installed("redis-server") else {
             crate::skipped(
                 test,
                 "redis-server is not installed (Debian: apt-get install redis-server)",
@@ -71,7 +64,8 @@ impl RedisServer {
 
     /// Starts it again on the same port and data, after [`RedisServer::kill9`].
     pub async fn restart(&mut self) {
-        let binary = redis_server().expect("redis-server was installed at the start");
+        let binary =
+            crate::installed("redis-server").expect("redis-server was installed at the start");
         self.child = spawn(&binary, &self.dir, self.port, self.password.as_deref());
         self.wait_ready().await;
     }
