@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """What does the composition hop cost? The consumer's redirect side by side with nginx's
-proxy_pass and the direct call, in one run, on 127.0.0.1 only.
+proxy_pass and the direct call, and on Redis, in one run, on 127.0.0.1 only.
 
     python3 bench/hop.py                 # build, start, check, measure, write bench/results/
     python3 bench/hop.py --rounds 7      # more rounds
     python3 bench/hop.py --baseline d97dd41   # and the consumer of that commit beside this one
 
-Three targets, all reading the same link document from the same upstream:
+Four targets, the first three reading the same link document from the same upstream:
   D  upstream  GET /v1/kv/links/{code}          the direct call
   N  nginx     GET /v1/kv/links/{code}          the same through nginx (proxy_pass, keepalive pool)
   C  consumer  GET /{code}  (302)               the hop this project is about
+  R  consumer  GET /{code}  (302)               the same binary attached to Redis instead
+                                                (UPSTREAM_URL=redis://…, the same links seeded)
   B  baseline  GET /{code}  (302)               with --baseline REV: the consumer built from
                                                 that commit, to see what a change costs C
 
@@ -17,14 +19,16 @@ Each target is checked once, warmed up for 1 s, then measured in rounds of
 `wrk -t1 -c32 -d4s --latency` whose target order rotates every round, and again with `-c1` for
 the latency one hop adds. Two placements: "gating", every server pinned to core 1 with one
 worker each and wrk on core 0 (stable on a 2-core machine), and "informational", unpinned with
-default workers. Each run records req/s, p50, p99, error and unexpected-status counts, and every
-server process's CPU microseconds per request (from /proc/PID/stat). The summary gives medians
+default workers (Redis is single-threaded either way). Each run records req/s, p50, p99, error
+and unexpected-status counts, and every server process's CPU microseconds per request (from
+/proc/PID/stat), so Redis's own CPU per redirect too. The summary gives medians
 of the per-round paired ratios C/N, C/D and N/D and of what each hop adds at -c1 (C-D, N-D),
 with their min-max; checks the goals (met, missed, or mixed when the rounds disagree); and is
 written as bench/results/hop.json and bench/results/hop.svg.
 
 Every run is bounded in time, every process it starts is stopped, and all traffic stays on
-127.0.0.1. wrk and nginx come from Debian's packages and are installed when missing.
+127.0.0.1. wrk, nginx and redis-server come from Debian's packages and are installed when
+missing.
 """
 
 import argparse
@@ -128,16 +132,17 @@ def free_port():
 
 
 def ensure_debian_tools():
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not shutil.which(tool)]
+    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light"), ("redis-server", "redis-server"))
+               if not shutil.which(tool)]
     if not missing:
         return
     say(f"installing {' '.join(missing)} from Debian")
-    before = set(pids_of("nginx"))
+    before = set(pids_of("nginx")) | set(pids_of("redis-server"))
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    # A package's postinst may start the distribution's own nginx; this script starts only its own.
-    for pid in set(pids_of("nginx")) - before:
+    # A package's postinst may start the distribution's own servers; this script starts only its own.
+    for pid in (set(pids_of("nginx")) | set(pids_of("redis-server"))) - before:
         try:
             os.kill(pid, 15)
         except ProcessLookupError:
@@ -208,6 +213,22 @@ def wait_ready(url, process):
     raise SystemExit(f"{url}: not ready within {DEADLINE}s")
 
 
+def wait_redis(port, process):
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"redis-server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"redis-server on {port}: no PONG within {DEADLINE}s")
+
+
 class Stack:
     """The upstream, the consumer and nginx, started for one placement and stopped after it."""
 
@@ -215,7 +236,8 @@ class Stack:
         self.processes = []
         self.pinned = pinned
         self.workdir = workdir
-        self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port()}
+        self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port(),
+                      "redis": free_port(), "consumer-redis": free_port()}
         self.binaries = binaries
         self.baseline = baseline
         if baseline:
@@ -245,6 +267,15 @@ class Stack:
             **base, "PORT": str(self.ports["consumer"]),
             "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
         wait_ready(f"http://127.0.0.1:{self.ports['consumer']}/readyz", consumer)
+        # Redis as compose runs it: every write on disk before it answers.
+        redis = self.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports["redis"]),
+                                     "--dir", str(self.workdir), "--appendonly", "yes",
+                                     "--appendfsync", "always", "--save", ""])
+        wait_redis(self.ports["redis"], redis)
+        consumer_redis = self.spawn("consumer-redis", [str(self.binaries / "consumer")], {
+            **base, "PORT": str(self.ports["consumer-redis"]),
+            "UPSTREAM_URL": f"redis://127.0.0.1:{self.ports['redis']}/0"})
+        wait_ready(f"http://127.0.0.1:{self.ports['consumer-redis']}/readyz", consumer_redis)
         if self.baseline:
             baseline = self.spawn("baseline", [str(self.baseline)], {
                 **base, "PORT": str(self.ports["baseline"]),
@@ -294,13 +325,14 @@ def cpu_ticks(pids):
 
 
 def seed(stack):
-    say(f"seeding {SEED_LINKS} links through the consumer")
-    consumer = f"http://127.0.0.1:{stack.ports['consumer']}"
-    for n in range(SEED_LINKS):
-        status, _, body = request(f"{consumer}/api/links", "POST",
-                                  {"url": f"https://example.com/bench/{n}", "code": f"bench{n}"})
-        if status not in (201, 409):
-            raise SystemExit(f"seeding failed: {status} {body[:200]!r}")
+    say(f"seeding {SEED_LINKS} links through each consumer, into the upstream and into Redis")
+    for name in ("consumer", "consumer-redis"):
+        consumer = f"http://127.0.0.1:{stack.ports[name]}"
+        for n in range(SEED_LINKS):
+            status, _, body = request(f"{consumer}/api/links", "POST",
+                                      {"url": f"https://example.com/bench/{n}", "code": f"bench{n}"})
+            if status not in (201, 409):
+                raise SystemExit(f"seeding through {name} failed: {status} {body[:200]!r}")
     return "bench500", "https://example.com/bench/500"
 
 
@@ -310,6 +342,7 @@ def targets(stack, code):
         "D": {"url": f"http://127.0.0.1:{up}/v1/kv/links/{code}", "status": 200},
         "N": {"url": f"http://127.0.0.1:{ng}/v1/kv/links/{code}", "status": 200},
         "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
+        "R": {"url": f"http://127.0.0.1:{stack.ports['consumer-redis']}/{code}", "status": 302},
     }
     if "baseline" in stack.ports:
         found["B"] = {"url": f"http://127.0.0.1:{stack.ports['baseline']}/{code}", "status": 302}
@@ -326,7 +359,7 @@ def check(targets_, target_url):
             raise SystemExit(f"{name}: Location is {headers.get('location')!r}, expected {target_url!r}")
         if not redirects and json.loads(body).get("url") != target_url:
             raise SystemExit(f"{name}: the body is {body[:200]!r}")
-    say("each target checked once: D and N answer the link document, C (and B) redirect to its target")
+    say("each target checked once: D and N answer the link document, C, R (and B) redirect to its target")
 
 
 def duration_us(text):
@@ -416,11 +449,11 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
 
 def summarize(runs, c1_runs):
     by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
-    names = [name for name in "DNCB" if by(runs, name)]
+    names = [name for name in "DNCRB" if by(runs, name)]
     rounds = sorted({r["round"] for r in runs})
     rps = {(r["round"], r["target"]): r["rps"] for r in runs}
     ratios = {}
-    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("C", "B")):
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("C", "B")):
         if a in names and b in names:
             ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
     absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
@@ -456,7 +489,8 @@ def report(result):
         c1 = s["c1"]
         say("  -c1 p50/p99 us: " + ", ".join(f"{name} {c1[name]['p50_us']:.0f}/{c1[name]['p99_us']:.0f}"
                                              for name in s["median"]))
-        for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("B", "the baseline's hop")):
+        for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("R", "the hop to Redis"),
+                           ("B", "the baseline's hop")):
             if hop not in c1["hop_us"]:
                 continue
             p50, p99 = c1["hop_us"][hop]["p50_us"], c1["hop_us"][hop]["p99_us"]
@@ -465,7 +499,7 @@ def report(result):
     say(f"  errors and unexpected statuses: {s['errors']}")
 
 
-LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "B": "B baseline"}
+LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
 
 
 def nice_step(rough):
@@ -476,9 +510,9 @@ def nice_step(rough):
 
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
-    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "B": "#bab0ac"}
-    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "B": "B baseline"}
-    present = [name for name in "DNCB" if all(name in r["summary"]["median"] for r in results)]
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "B": "#bab0ac"}
+    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
+    present = [name for name in "DNCRB" if all(name in r["summary"]["median"] for r in results)]
     width, height, left, top, bottom = 720, 360, 70, 50, 60
     highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)
