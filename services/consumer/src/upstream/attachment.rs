@@ -133,6 +133,8 @@ impl RedisAttachment {
         if db >= REDIS_DATABASES {
             return Err(NotAttachable);
         }
+        // And the redis crate, which connects with it, must read it too.
+        redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| NotAttachable)?;
         Ok(RedisAttachment {
             host: url.host_str().ok_or(NotAttachable)?.to_owned(),
             port: url.port().unwrap_or(REDIS_PORT),
