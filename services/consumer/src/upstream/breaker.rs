@@ -2,13 +2,25 @@
 //! for a dead upstream, and probe now and then to find out when it is back.
 //!
 //! Closed: calls go through; `failures` consecutive failures open it. Open: calls fail at once
-//! (with how long until the next probe, for `Retry-After`) until `cooldown` has passed. Then one
-//! call is let through as a probe (half-open): its success closes the circuit, its failure opens
-//! it again. A probe abandoned without an outcome (its caller went away) lets the next call
-//! probe instead, so the breaker can never stay stuck half-open.
+//! (with how long until the next probe, for `Retry-After`) until the cooldown has passed. Then
+//! one call is let through as a probe (half-open): its success closes the circuit, its failure
+//! opens it again. A probe abandoned without an outcome (its caller went away) lets the next
+//! call probe instead, so the breaker can never stay stuck half-open.
+//!
+//! The first cooldown is short ([`FIRST_COOLDOWN`]) and each failed probe makes the next one
+//! half as long again, up to the configured cooldown: an upstream that was away for a moment
+//! is used again within a moment of its return, one that stays away is probed less and less.
+//! Its cooldowns add up to 2.08 s before one exceeds a second, so an upstream gone for two
+//! seconds is probed again within a second of coming back.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The cooldown after the circuit first opens (when the configured one is longer).
+pub const FIRST_COOLDOWN: Duration = Duration::from_millis(100);
+
+/// How much longer each cooldown is than the one before, after a failed probe.
+const GROWTH: f64 = 1.5;
 
 /// The breaker's state as reported by `/api/status` and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +40,12 @@ impl Circuit {
     }
 }
 
+/// `cooldown` is the length of the current (or last) open spell.
 #[derive(Debug)]
 enum State {
     Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Open { until: Instant, cooldown: Duration },
+    HalfOpen { probing: bool, cooldown: Duration },
 }
 
 pub struct Breaker {
@@ -51,8 +64,9 @@ pub struct Permit {
 }
 
 impl Breaker {
-    /// A closed breaker that opens after `failures` consecutive failures for `cooldown`;
-    /// `on_change` hears every change of [`Circuit`].
+    /// A closed breaker that opens after `failures` consecutive failures, for cooldowns that
+    /// grow from [`FIRST_COOLDOWN`] up to `cooldown`; `on_change` hears every change of
+    /// [`Circuit`].
     pub fn new(
         failures: u32,
         cooldown: Duration,
@@ -77,14 +91,21 @@ impl Breaker {
         let mut state = self.lock();
         let probe = match *state {
             State::Closed { .. } => false,
-            State::Open { until } if now < until => return Err(until - now),
-            State::Open { .. } | State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
+            State::Open { until, .. } if now < until => return Err(until - now),
+            State::Open { cooldown, .. }
+            | State::HalfOpen {
+                probing: false,
+                cooldown,
+            } => {
+                *state = State::HalfOpen {
+                    probing: true,
+                    cooldown,
+                };
                 drop(state);
                 (self.on_change)(Circuit::HalfOpen);
                 true
             }
-            State::HalfOpen { probing: true } => return Err(Duration::from_secs(1)),
+            State::HalfOpen { probing: true, .. } => return Err(Duration::from_secs(1)),
         };
         Ok(Permit {
             breaker: self.clone(),
@@ -96,7 +117,7 @@ impl Breaker {
     pub fn circuit(&self, now: Instant) -> Circuit {
         match *self.lock() {
             State::Closed { .. } => Circuit::Closed,
-            State::Open { until } if now < until => Circuit::Open,
+            State::Open { until, .. } if now < until => Circuit::Open,
             State::Open { .. } | State::HalfOpen { .. } => Circuit::HalfOpen,
         }
     }
@@ -109,14 +130,26 @@ impl Breaker {
             (State::Closed { failures }, false) if failures + 1 < self.failures => State::Closed {
                 failures: failures + 1,
             },
-            (_, false) => State::Open {
-                until: now + self.cooldown,
-            },
+            (State::Closed { .. }, false) => self.open(now, FIRST_COOLDOWN.min(self.cooldown)),
+            (State::HalfOpen { cooldown, .. }, false) => {
+                self.open(now, cooldown.mul_f64(GROWTH).min(self.cooldown))
+            }
+            // A call let through before the circuit opened, failing late.
+            (State::Open { cooldown, .. }, false) => self.open(now, *cooldown),
         };
         let after = circuit_of(&state);
         drop(state);
         if before != after {
             (self.on_change)(after);
+        }
+    }
+}
+
+impl Breaker {
+    fn open(&self, now: Instant, cooldown: Duration) -> State {
+        State::Open {
+            until: now + cooldown,
+            cooldown,
         }
     }
 }
@@ -144,7 +177,13 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.settled && self.probe {
-            *self.breaker.lock() = State::HalfOpen { probing: false };
+            let mut state = self.breaker.lock();
+            if let State::HalfOpen { cooldown, .. } = *state {
+                *state = State::HalfOpen {
+                    probing: false,
+                    cooldown,
+                };
+            }
         }
     }
 }
@@ -170,7 +209,65 @@ mod tests {
         breaker.admit(now).unwrap().failed();
         assert_eq!(breaker.circuit(Instant::now()), Circuit::Open);
         let wait = breaker.admit(Instant::now()).err().unwrap();
-        assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(5));
+        assert!(wait > Duration::ZERO && wait <= FIRST_COOLDOWN, "{wait:?}");
+    }
+
+    /// Fails the probe at each cooldown's end and returns how long each cooldown was. (A permit
+    /// settles at the real time, so the cooldowns are read from it.)
+    fn cooldowns(breaker: &Arc<Breaker>, count: usize) -> Vec<Duration> {
+        (0..count)
+            .map(|_| {
+                let now = Instant::now();
+                let wait = breaker.admit(now).err().expect("open");
+                let probe = breaker
+                    .admit(now + wait)
+                    .expect("a probe at the cooldown's end");
+                probe.failed();
+                // Read a moment after it was set: to the millisecond, it is the cooldown.
+                Duration::from_millis((wait.as_secs_f64() * 1e3).round() as u64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cooldowns_grow_while_the_upstream_stays_away_up_to_the_configured_one() {
+        let breaker = breaker();
+        for _ in 0..3 {
+            breaker.admit(Instant::now()).unwrap().failed();
+        }
+        let seen = cooldowns(&breaker, 12);
+        assert!(seen[0] <= FIRST_COOLDOWN, "{seen:?}");
+        assert!(
+            seen.windows(2)
+                .all(|pair| pair[0] < pair[1] || pair[1] == Duration::from_secs(5))
+        );
+        assert_eq!(seen.last(), Some(&Duration::from_secs(5)), "{seen:?}");
+        // Before a cooldown passes one second, two seconds have gone by.
+        let mut elapsed = Duration::ZERO;
+        for cooldown in &seen {
+            if *cooldown > Duration::from_secs(1) {
+                break;
+            }
+            elapsed += *cooldown;
+        }
+        assert!(elapsed >= Duration::from_secs(2), "{seen:?}");
+    }
+
+    #[test]
+    fn a_success_starts_the_next_outage_from_the_first_cooldown() {
+        let breaker = breaker();
+        for _ in 0..3 {
+            breaker.admit(Instant::now()).unwrap().failed();
+        }
+        let seen = cooldowns(&breaker, 6);
+        assert!(seen[5] > FIRST_COOLDOWN * 5, "{seen:?}");
+        let later = Instant::now() + Duration::from_secs(10);
+        breaker.admit(later).unwrap().succeeded();
+        for _ in 0..3 {
+            breaker.admit(Instant::now()).unwrap().failed();
+        }
+        let wait = breaker.admit(Instant::now()).err().unwrap();
+        assert!(wait <= FIRST_COOLDOWN, "{wait:?}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::Deserialize;
 
 pub use attachment::{Attachment, Credentials};
-pub use breaker::{Breaker, Circuit};
+pub use breaker::{Breaker, Circuit, FIRST_COOLDOWN};
 pub use http::MAX_REPLY_BYTES;
 use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
 use store::{Attempt, Store};
@@ -66,7 +66,8 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
     pub circuit_failures: u32,
-    /// How long an open circuit fails fast before one call probes the upstream again.
+    /// The longest an open circuit fails fast before one call probes the upstream again; the
+    /// first wait is [`FIRST_COOLDOWN`] and grows with each failed probe up to this.
     /// `CIRCUIT_COOLDOWN`, default `5s`.
     pub circuit_cooldown: Duration,
 }
