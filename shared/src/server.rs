@@ -34,6 +34,13 @@ use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
 use crate::health::Lifecycle;
 use crate::metrics::{Registry, RequestMetrics};
 
+/// How long a client may take to send a request's head (its request line and headers): a
+/// slower one is answered 408 and its connection closed, so clients that trickle their headers
+/// a byte at a time hold a connection for this long at most, and never a worker (connections
+/// are served concurrently on each worker). The body has no such limit of its own: it is
+/// bounded in size by each service's body limit.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long an idle client connection is kept open. Clients that pool connections (the
 /// consumer does) must retire them sooner, or they race the server's close.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -149,6 +156,7 @@ impl ServerSettings {
         let server = server
             .workers(self.workers)
             .keep_alive(KEEP_ALIVE)
+            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
             .shutdown_timeout(self.shutdown_timeout.as_secs_f64().ceil() as u64)
             .disable_signals()
             .listen(listener)

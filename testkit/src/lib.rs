@@ -123,3 +123,68 @@ pub fn installed(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
 }
+
+/// Opens `count` connections to `port` that send a request head a byte every 100 ms and never
+/// finish it; returns once all are connected. Each task ends when the server closes its
+/// connection, with the time that took.
+pub async fn trickling_clients(port: u16, count: usize) -> Vec<tokio::task::JoinHandle<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("a trickling client connects");
+        clients.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let head = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: ".iter();
+            let mut ticks = tokio::time::interval(Duration::from_millis(100));
+            for byte in head.chain(std::iter::repeat(&b'x')) {
+                ticks.tick().await;
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                // The server's answer (408) or close ends it.
+                let mut answer = [0; 64];
+                match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut answer)).await
+                {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(_)) => break,
+                    Err(_) => {}
+                }
+            }
+            started.elapsed()
+        }));
+    }
+    clients
+}
+
+/// Asserts what a service owes clients that trickle their request heads: 200 of them do not
+/// keep it from answering `/livez` to others at once, and each is closed once
+/// [`shared::server::REQUEST_HEAD_TIMEOUT`] has passed (with a margin for a loaded machine).
+pub async fn assert_serves_beside_trickling_clients(url: &str, port: u16) {
+    let tricklers = trickling_clients(port, 200).await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let live = client
+            .get(format!("{url}/livez"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("answered beside the trickling clients");
+        assert_eq!(live.status(), StatusCode::OK);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    }
+    let limit = shared::server::REQUEST_HEAD_TIMEOUT + Duration::from_secs(3);
+    for trickler in tricklers {
+        let held = tokio::time::timeout(limit, trickler)
+            .await
+            .expect("the service closes a trickling client")
+            .unwrap();
+        assert!(
+            held >= shared::server::REQUEST_HEAD_TIMEOUT - Duration::from_millis(200),
+            "closed after {held:?}"
+        );
+    }
+}

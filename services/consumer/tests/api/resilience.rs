@@ -235,3 +235,11 @@ async fn an_upstream_gone_for_two_seconds_is_used_again_within_a_second_of_its_r
     .await;
     eprintln!("served again {:?} after the return", back.elapsed());
 }
+
+#[tokio::test]
+async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
+    let port = consumer.url.rsplit(':').next().unwrap().parse().unwrap();
+    testkit::assert_serves_beside_trickling_clients(&consumer.url, port).await;
+}

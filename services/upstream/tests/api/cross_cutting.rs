@@ -209,3 +209,9 @@ async fn with_a_token_the_document_asks_for_it_on_v1_only() {
     let readyz = &doc["paths"]["/readyz"]["get"];
     assert!(readyz.get("security").is_none());
 }
+
+#[tokio::test]
+async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
+    let upstream = inprocess::upstream().await;
+    testkit::assert_serves_beside_trickling_clients(&upstream.url, upstream.port).await;
+}
