@@ -117,6 +117,15 @@ fn client() -> Client {
         .unwrap()
 }
 
+/// `GET /{code}` on `consumer`, not following the redirect.
+async fn follow(client: &Client, consumer: &str, code: &str) -> reqwest::Response {
+    client
+        .get(format!("{consumer}/{code}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn shorten(client: &Client, consumer: &str, url: &str) -> reqwest::Response {
     client
         .post(format!("{consumer}/api/links"))
@@ -145,12 +154,7 @@ async fn a_link_round_trips_and_is_visible_on_both_ports() {
     let code = link["code"].as_str().unwrap();
 
     for _ in 0..3 {
-        let redirect = stack
-            .client
-            .get(format!("{}/{code}", stack.consumer))
-            .send()
-            .await
-            .unwrap();
+        let redirect = follow(&stack.client, &stack.consumer, code).await;
         assert_eq!(redirect.status(), StatusCode::FOUND);
         assert_eq!(redirect.headers()["location"], target.as_str());
     }
@@ -226,11 +230,7 @@ async fn links_codes_and_clicks_live_in_the_backend(kind: Kind) {
     assert_problem(unknown, StatusCode::NOT_FOUND).await;
 
     for _ in 0..3 {
-        let redirect = client
-            .get(format!("{}/{code}", consumer.url))
-            .send()
-            .await
-            .unwrap();
+        let redirect = follow(&client, &consumer.url, &code).await;
         assert_eq!(redirect.status(), StatusCode::FOUND);
         assert_eq!(redirect.headers()["location"], "https://example.com/random");
     }
@@ -271,17 +271,6 @@ async fn swapping_to_redis_and_back_keeps_each_link_where_it_was_made() {
             status["upstream"]["kind"].as_str().unwrap().to_owned()
         }
     };
-    let follow = |consumer: String, code: String| {
-        let client = client.clone();
-        async move {
-            client
-                .get(format!("{consumer}/{code}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
 
     let on_http = spawn_consumer(&upstream.attach_url(), &[]).await;
     assert_eq!(kind(on_http.url.clone()).await, "http");
@@ -290,7 +279,7 @@ async fn swapping_to_redis_and_back_keeps_each_link_where_it_was_made() {
 
     let on_redis = spawn_consumer(&redis.attach_url(), &[]).await;
     assert_eq!(kind(on_redis.url.clone()).await, "redis");
-    let status = follow(on_redis.url.clone(), made_on_http.clone()).await;
+    let status = follow(&client, &on_redis.url, &made_on_http).await.status();
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -302,10 +291,10 @@ async fn swapping_to_redis_and_back_keeps_each_link_where_it_was_made() {
     let back = spawn_consumer(&upstream.attach_url(), &[]).await;
     assert_eq!(kind(back.url.clone()).await, "http");
     assert_eq!(
-        follow(back.url.clone(), made_on_http).await,
+        follow(&client, &back.url, &made_on_http).await.status(),
         StatusCode::FOUND
     );
-    let status = follow(back.url.clone(), made_on_redis.clone()).await;
+    let status = follow(&client, &back.url, &made_on_redis).await.status();
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -371,20 +360,12 @@ async fn swapping_upstream_url_swaps_the_backend() {
 
     let on_b = spawn_consumer(&attach(b.port), &[]).await;
     assert_eq!(instance(on_b.url.clone()).await, "upstream-b");
-    let unknown = client
-        .get(format!("{}/{code}", on_b.url))
-        .send()
-        .await
-        .unwrap();
+    let unknown = follow(&client, &on_b.url, &code).await;
     assert_problem(unknown, StatusCode::NOT_FOUND).await;
     on_b.kill9().await;
 
     let back_on_a = spawn_consumer(&attach(a.port), &[]).await;
-    let known = client
-        .get(format!("{}/{code}", back_on_a.url))
-        .send()
-        .await
-        .unwrap();
+    let known = follow(&client, &back_on_a.url, &code).await;
     assert_eq!(known.status(), StatusCode::FOUND);
     assert_eq!(known.headers()["location"], "https://example.com/on-a");
 }
@@ -558,11 +539,7 @@ async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledg
 
     let client = client();
     for (code, target) in &seen.acknowledged {
-        let response = client
-            .get(format!("{}/{code}", consumer.url))
-            .send()
-            .await
-            .unwrap();
+        let response = follow(&client, &consumer.url, code).await;
         assert_eq!(
             response.status(),
             StatusCode::FOUND,
@@ -887,11 +864,7 @@ async fn sigterm_sends_the_pending_clicks_before_exiting() {
     let client = client();
     let code = shorten_ok(&client, &consumer.url, "https://example.com/").await;
     for _ in 0..7 {
-        let redirect = client
-            .get(format!("{}/{code}", consumer.url))
-            .send()
-            .await
-            .unwrap();
+        let redirect = follow(&client, &consumer.url, &code).await;
         assert_eq!(redirect.status(), StatusCode::FOUND);
     }
     let counter_url = format!("{}/v1/counters/clicks/{code}", upstream.url);

@@ -169,10 +169,7 @@ fn render(
         backend,
         // After a success the form is ready for the next link.
         form: if matches!(outcome, Ok(Some(_))) {
-            &Form {
-                url: String::new(),
-                code: String::new(),
-            }
+            &Form::default()
         } else {
             form
         },

@@ -143,3 +143,37 @@ async fn a_wrong_password_is_a_502_and_redis_away_is_a_503_until_it_is_back() {
     // Acknowledged before the kill, so on disk (appendfsync always): still there.
     assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn redis_out_of_memory_is_a_full_store_503_and_reads_go_on() {
+    let test = "redis_out_of_memory_is_a_full_store_503_and_reads_go_on";
+    let Some(redis) = RedisServer::start(test, None).await else {
+        return;
+    };
+    let consumer = inprocess::consumer(&redis.attach_url()).await;
+    let code = consumer.shorten_ok("https://example.com/before-full").await;
+    // Less memory than Redis already uses, and no eviction: every write is refused with OOM.
+    let mut connection = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    let refused = consumer
+        .shorten(json!({"url": "https://example.com/when-full"}))
+        .await;
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let problem = assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(
+        problem["detail"],
+        "the upstream store is full; try again later"
+    );
+    assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
+    assert_eq!(consumer.upstream_calls("full").await, 1);
+}
