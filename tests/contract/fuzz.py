@@ -17,22 +17,20 @@ Exit status: 0 when both runs report no failure, 1 otherwise.
 """
 
 import argparse
-import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from services import Service, build  # noqa: E402
+
 CONFIG = ROOT / "tests" / "contract" / "schemathesis.toml"
 VENV = ROOT / "target" / "contract" / "venv"
 SCHEMATHESIS = "schemathesis==4.32.5"
 TOKEN = "contract-t0ken"
-DEADLINE = 20  # seconds for a service to come up
-LISTENING = re.compile(r"listening on http://([0-9.]+:[0-9]+)")
 
 
 def say(text):
@@ -49,53 +47,6 @@ def schemathesis():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", SCHEMATHESIS], check=True)
     return st
-
-
-def build():
-    say("building the services (cargo build)")
-    subprocess.run(["cargo", "build", "--quiet", "--locked", "-p", "upstream", "-p", "consumer"],
-                   cwd=ROOT, check=True)
-    return ROOT / "target" / "debug"
-
-
-class Service:
-    """A service binary started on port 0; its address is read from its log."""
-
-    def __init__(self, binary, env, log):
-        self.log = log
-        self.process = subprocess.Popen(
-            [str(binary)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": "0",
-                 "RUST_LOG": "warn,portbound=info,upstream=info,consumer=info,shared=info", **env})
-        self.url = self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.monotonic() + DEADLINE
-        address = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.log.name}: exited with {self.process.returncode}")
-            if address is None:
-                found = LISTENING.search(Path(self.log.name).read_text())
-                address = found and found.group(1)
-            if address:
-                try:
-                    with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as answer:
-                        if answer.status == 200:
-                            return f"http://{address}"
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise SystemExit(f"{self.log.name}: not ready within {DEADLINE}s")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def fuzz(st, name, url, args, extra, work):
@@ -125,7 +76,7 @@ def main():
     args = parser.parse_args()
 
     st = schemathesis()
-    binaries = build()
+    binaries = build(say)
     passed = True
     with tempfile.TemporaryDirectory(prefix="portbound-contract-") as work:
         work = Path(work)
