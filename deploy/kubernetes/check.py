@@ -75,8 +75,8 @@ def render(directory):
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise SystemExit("kubernetes: kubectl is not on PATH. This check renders the manifests "
-                         "with `kubectl kustomize` (kubectl 1.27 or later); install kubectl and "
-                         "run it again.")
+                         "with `kubectl kustomize` (checked with kubectl 1.32); install kubectl "
+                         "and run it again.")
     result = subprocess.run([kubectl, "kustomize", str(HERE / directory)],
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -302,22 +302,24 @@ def credentials_come_from_secrets(objects):
     problems = []
     for workload, container in ours(objects):
         env = environment(objects, container)
+        where = f"{ident(workload)} container {container['name']}"
+        configs = [named(objects, "ConfigMap", source["configMapRef"]["name"]) or {}
+                   for source in container.get("envFrom", []) if "configMapRef" in source]
         for name in SECRET_SETTINGS[image_name(container)]:
             source, value = env.get(name, (None, None))
-            where = f"{ident(workload)} container {container['name']}"
             if source is None or not source.startswith("Secret/"):
                 problems.append(f"{where}: {name} comes from {source or 'nowhere'}, not a Secret")
             elif value is None:
                 problems.append(f"{where}: {name} names {source}, which has no such key here")
-            for config in of_kind(objects, "ConfigMap"):
-                if name in config.get("data", {}):
-                    problems.append(f"{ident(config)} holds {name}, which belongs in a Secret")
+            # Even where the Secret wins, a copy in a ConfigMap it reads is in plain sight.
+            problems += [f"{where}: {ident(config)} holds {name} too" for config in configs
+                         if name in config.get("data", {})]
     return problems
 
 
 def backing_services(objects):
-    """(Service, the workloads it selects, their pods' labels) for every Service but the
-    consumer's own: the backing services only the consumer may reach."""
+    """(Service, the workloads it selects) for every Service but the consumer's own: the
+    backing services, which only the consumer may reach."""
     consumers = [pod_labels(w) for w in the_consumer(objects)]
     found = []
     for service in of_kind(objects, "Service"):
@@ -555,9 +557,11 @@ BREAKAGES = [
      lambda o: set_in(pod_spec(consumer(o))["securityContext"], "seccompProfile", {"type": "Unconfined"})),
     ("no memory limit", pods_are_hardened,
      lambda o: first_container(upstream(o))["resources"]["limits"].pop("memory")),
-    ("UPSTREAM_URL in the ConfigMap", credentials_come_from_secrets,
+    ("UPSTREAM_URL from the ConfigMap", credentials_come_from_secrets,
      lambda o: (set_in(config_of(o, consumer(o)), "UPSTREAM_URL", "http://upstream:8081/"),
                 first_container(consumer(o)).pop("env"))),
+    ("UPSTREAM_URL in the ConfigMap too", credentials_come_from_secrets,
+     lambda o: set_in(config_of(o, consumer(o)), "UPSTREAM_URL", "http://upstream:8081/")),
     ("ACCESS_TOKEN as a literal value", credentials_come_from_secrets,
      lambda o: set_in(first_container(upstream(o)), "env", [{"name": "ACCESS_TOKEN", "value": "x"}])),
     ("the policy selects other pods", only_the_consumer_reaches_the_backends,
