@@ -56,6 +56,9 @@ pub enum Hostility {
     /// Not hostile, but unable: the `507` problem an upstream whose disk is full answers to
     /// every request (and then closes the connection).
     Full,
+    /// Not hostile, but overloaded: the `503` problem with `Retry-After` (these seconds) that an
+    /// upstream with more writers than it can commit for answers.
+    Busy(u64),
 }
 
 /// An upstream that answers every request the `hostile` way, for as long as it lives.
@@ -164,6 +167,14 @@ async fn answer(mut socket: TcpStream, hostile: Hostility) {
                 let closing = answer.replacen("\r\n", "\r\nConnection: close\r\n", 1);
                 let _ = socket.write_all(closing.as_bytes()).await;
                 return;
+            }
+            Hostility::Busy(retry_after) => {
+                let body = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many writes are waiting for storage"}"#;
+                let answer = reply("503 Service Unavailable", "application/problem+json", body);
+                let headers = format!("\r\nRetry-After: {retry_after}\r\n");
+                socket
+                    .write_all(answer.replacen("\r\n", &headers, 1).as_bytes())
+                    .await
             }
             Hostility::ExtraAnswer => {
                 let miss = reply("404 Not Found", "application/problem+json", "{}");

@@ -61,6 +61,7 @@ impl Application {
         let store = Store::open(
             &settings.database_path,
             settings.read_cache_bytes,
+            settings.write_queue_limit,
             &registry,
         )
         .map_err(|error| {

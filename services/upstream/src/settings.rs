@@ -14,12 +14,13 @@ pub static INSTANCE_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9._-]{1,64}$");
 
 /// The upstream's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
 /// and `RUST_LOG`.
-pub const VARIABLES: [&str; 5] = [
+pub const VARIABLES: [&str; 6] = [
     "DATABASE_PATH",
     "ACCESS_TOKEN",
     "INSTANCE_NAME",
     "MAX_VALUE_BYTES",
     "READ_CACHE_BYTES",
+    "WRITE_QUEUE_LIMIT",
 ];
 
 /// The upstream's settings.
@@ -41,6 +42,10 @@ pub struct Settings {
     /// Memory for the cache of values that answers most GETs without reading SQLite, in bytes.
     /// `READ_CACHE_BYTES`, default 67108864 (64 MiB); 0 turns the cache off.
     pub read_cache_bytes: u64,
+    /// Writes that may wait for the single writer; one more is answered `503` with
+    /// `Retry-After`, so more writers than the disk can commit for meet a bounded queue.
+    /// `WRITE_QUEUE_LIMIT`, default 4096 (16 group commits).
+    pub write_queue_limit: usize,
 }
 
 impl Settings {
@@ -87,6 +92,12 @@ impl Settings {
                 "a size in bytes (0 turns the cache off)",
                 str::parse,
             )?,
+            write_queue_limit: layers.parse(
+                "WRITE_QUEUE_LIMIT",
+                "4096",
+                "a number of writes from 1 to 1000000",
+                in_range::<usize>(1..=1_000_000),
+            )?,
         })
     }
 
@@ -99,6 +110,7 @@ impl Settings {
             instance_name: "upstream".to_owned(),
             max_value_bytes: 65536,
             read_cache_bytes: 1 << 20,
+            write_queue_limit: crate::storage::DEFAULT_WRITE_QUEUE,
         }
     }
 }

@@ -35,7 +35,7 @@ pub enum UpstreamFailures {
     /// its contract
     #[response(status = 502)]
     Failed,
-    /// The upstream is unreachable, or its circuit is open
+    /// The upstream is unreachable, its circuit is open, or it is busy or full
     #[response(status = 503, headers(
         ("Retry-After" = u64, description = "Seconds until calling the upstream is worth trying again")))]
     Unavailable,

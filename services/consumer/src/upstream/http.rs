@@ -38,6 +38,8 @@ const CLICKS: &str = "clicks%2F";
 struct Reply {
     status: StatusCode,
     body: Bytes,
+    /// The upstream's `Retry-After` in seconds, where it sent one.
+    retry_after: Option<u64>,
 }
 
 /// The upstream's v1 contract over HTTP.
@@ -94,8 +96,13 @@ impl HttpStore {
         };
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok());
         Ok(Reply {
             status,
+            retry_after,
             body: bounded_body(response).await?,
         })
     }
@@ -243,6 +250,8 @@ fn unexpected(reply: &Reply) -> UpstreamError {
             UpstreamError::Rejected(format!("it answered {}", reply.status))
         }
         StatusCode::INSUFFICIENT_STORAGE => UpstreamError::Full,
+        // Shedding writes (or shutting down): an answer that asks to come back later.
+        StatusCode::SERVICE_UNAVAILABLE => UpstreamError::Busy(reply.retry_after.unwrap_or(1)),
         status if status.is_server_error() => {
             UpstreamError::Failed(format!("it answered {status}"))
         }

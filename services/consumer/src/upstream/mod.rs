@@ -13,7 +13,7 @@
 //!   its return.
 //!
 //! Failures are [`UpstreamError`]s, which the API turns into 503 (unreachable, circuit open,
-//! full; with `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed
+//! busy, full; with `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed
 //! reply) — the same for every kind. The backend's own answers are never passed on or logged.
 
 pub mod attachment;
@@ -125,6 +125,10 @@ impl UpstreamSettings {
 /// press on a backend that needs its operator, short enough to notice space coming back.
 const FULL_RETRY_AFTER: u64 = 30;
 
+/// The longest wait a busy upstream's `Retry-After` is passed on with: the consumer does not
+/// send its clients away for longer on a backend's word.
+const MAX_BUSY_RETRY_AFTER: u64 = 60;
+
 /// The public detail of [`UpstreamError::TooLarge`] (a test holds it to the constant).
 const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
 
@@ -148,15 +152,19 @@ pub enum UpstreamError {
     TooLarge,
     #[error("the upstream's storage is full")]
     Full,
+    /// It answered 503, asking to be called again in this many seconds.
+    #[error("the upstream is busy: it answered 503, retry after {0} s")]
+    Busy(u64),
 }
 
 impl UpstreamError {
     /// The status the consumer answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_) | UpstreamError::Full => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            UpstreamError::Unreachable(_)
+            | UpstreamError::CircuitOpen(_)
+            | UpstreamError::Full
+            | UpstreamError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Failed(_)
             | UpstreamError::Rejected(_)
@@ -171,6 +179,7 @@ impl UpstreamError {
             UpstreamError::CircuitOpen(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
             UpstreamError::Unreachable(_) => Some(1),
             UpstreamError::Full => Some(FULL_RETRY_AFTER),
+            UpstreamError::Busy(seconds) => Some((*seconds).clamp(1, MAX_BUSY_RETRY_AFTER)),
             _ => None,
         }
     }
@@ -194,6 +203,7 @@ impl UpstreamError {
             UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
             UpstreamError::TooLarge => TOO_LARGE,
             UpstreamError::Full => "the upstream store is full; try again later",
+            UpstreamError::Busy(_) => "the upstream store is busy; try again shortly",
         }
     }
 }
@@ -348,10 +358,11 @@ impl Upstream {
             .unwrap_or(Err(UpstreamError::Timeout(self.deadline)));
         let label = match &outcome {
             Ok(_) => "answered",
-            // A full store and refused credentials are answers: the backend works (and a full
-            // one still serves reads), so neither may open the circuit that redirects go
-            // through.
+            // A full or busy store and refused credentials are answers: the backend works (and
+            // a full or busy one still serves reads), so none may open the circuit that
+            // redirects go through.
             Err(UpstreamError::Full) => "full",
+            Err(UpstreamError::Busy(_)) => "busy",
             Err(UpstreamError::Rejected(_)) => "rejected",
             Err(UpstreamError::Failed(_)) => "server_error",
             Err(UpstreamError::Timeout(_)) => "timeout",
@@ -360,7 +371,7 @@ impl Upstream {
             Err(UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_)) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
-        if matches!(label, "answered" | "full" | "rejected") {
+        if matches!(label, "answered" | "full" | "busy" | "rejected") {
             permit.succeeded();
         } else {
             permit.failed();

@@ -103,6 +103,28 @@ async fn an_answer_nobody_asked_for_is_never_taken_for_the_next_one() {
 }
 
 #[tokio::test]
+async fn a_busy_upstream_is_a_503_with_its_retry_after_bounded_and_leaves_the_circuit_closed() {
+    for (asked, passed_on) in [(7, "7"), (3600, "60")] {
+        let (consumer, _upstream) = attached_to(Hostility::Busy(asked)).await;
+        for _ in 0..8 {
+            let response = consumer
+                .shorten(serde_json::json!({"url": "https://example.com/"}))
+                .await;
+            assert_eq!(response.headers()["retry-after"], passed_on);
+            let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+            assert_eq!(
+                problem["detail"],
+                "the upstream store is busy; try again shortly"
+            );
+        }
+        // Counted as answers of a working backend, which keep the circuit closed.
+        assert_eq!(consumer.upstream_calls("busy").await, 8);
+        let status = consumer.get_json("/api/status").await;
+        assert_eq!(status["upstream"]["circuit"], "closed", "{status}");
+    }
+}
+
+#[tokio::test]
 async fn a_full_upstream_is_a_503_to_retry_later_and_leaves_the_circuit_closed() {
     let (consumer, _upstream) = attached_to(Hostility::Full).await;
     for _ in 0..8 {

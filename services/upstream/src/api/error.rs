@@ -1,11 +1,15 @@
 //! The upstream's errors and the problem+json each becomes.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use shared::problem::Problem;
 
 use crate::key::InvalidKey;
 use crate::storage::StoreError;
+
+/// Seconds a writer refused for a full queue is asked to wait: about a hundred group commits.
+const BUSY_RETRY_AFTER: u64 = 1;
 
 /// Everything a request to the upstream can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +38,9 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::Storage(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(StoreError::Closed | StoreError::Busy) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Storage(StoreError::Full) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -42,9 +48,22 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        // Storage logs a full disk once per burst, not once per refused request.
+        // Storage logs a full disk once per burst, not once per refused request; a busy writer
+        // is counted in a metric (upstream_storage_busy_total).
         let problem = if let ApiError::Storage(StoreError::Full) = self {
             Problem::with_detail(status, "storage is full")
+        } else if let ApiError::Storage(StoreError::Busy) = self {
+            let mut response = Problem::with_detail(
+                status,
+                format_args!(
+                    "too many writes are waiting for storage; try again in {BUSY_RETRY_AFTER} s"
+                ),
+            )
+            .response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER));
+            return response;
         } else if status.is_server_error() {
             log::error!("{self}");
             Problem::new(status, None)

@@ -80,9 +80,10 @@ pub enum StorageFailures {
     /// Storage failed (the cause is logged with the request id)
     #[response(status = 500)]
     Failed,
-    /// Shutting down: storage is closed
-    #[response(status = 503)]
-    Closed,
+    /// Shutting down (storage is closed), or a write found WRITE_QUEUE_LIMIT writes already
+    /// waiting for storage: then `Retry-After` says when to try again
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before trying the write again")))]
+    Unavailable,
 }
 
 /// The `ETag` of a version.

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prometheus::{Histogram, HistogramOpts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
@@ -44,6 +44,7 @@ use writer::{FullDisk, Writer, WriterContext};
 pub use counters::Increment;
 pub use kv::{Delete, Page, Precondition, Put};
 pub use schema::IDEMPOTENCY_TTL;
+pub use writer::DEFAULT_QUEUE as DEFAULT_WRITE_QUEUE;
 
 /// Read connections kept open next to the writer.
 const READERS: u32 = 4;
@@ -61,6 +62,8 @@ pub enum StoreError {
     Closed,
     #[error("the disk is full")]
     Full,
+    #[error("too many writes are waiting")]
+    Busy,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -96,9 +99,15 @@ pub struct OpenError(String);
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `:memory:`,
-    /// with a read cache of `cache_bytes` (0: none), and registers the storage metrics in
-    /// `registry`.
-    pub fn open(path: &str, cache_bytes: u64, registry: &Registry) -> Result<Store, OpenError> {
+    /// with a read cache of `cache_bytes` (0: none) and room for `write_queue` writes waiting
+    /// for the writer (more are refused, [`StoreError::Busy`]), and registers the storage
+    /// metrics in `registry`.
+    pub fn open(
+        path: &str,
+        cache_bytes: u64,
+        write_queue: usize,
+        registry: &Registry,
+    ) -> Result<Store, OpenError> {
         let conn = if path == ":memory:" {
             Connection::open_in_memory()
         } else {
@@ -151,7 +160,15 @@ impl Store {
             cache: cache.clone(),
             full: FullDisk::new(registry).map_err(|e| OpenError(e.to_string()))?,
         };
-        let (writer, thread) = Writer::start(conn, context);
+        let busy = IntCounter::new(
+            "upstream_storage_busy_total",
+            "Writes refused because WRITE_QUEUE_LIMIT writes were already waiting",
+        )
+        .map_err(|e| OpenError(e.to_string()))?;
+        registry
+            .register(Box::new(busy.clone()))
+            .map_err(|e| OpenError(e.to_string()))?;
+        let (writer, thread) = Writer::start(conn, context, write_queue, busy);
         Ok(Store {
             writer,
             readers,
@@ -176,7 +193,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let Some(pool) = &self.readers else {
-            return self.writer.run(|conn, _| f(conn)).await;
+            return self.writer.run_queued(|conn, _| f(conn)).await;
         };
         let pool = pool.clone();
         tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ fn key(text: &str) -> Key {
 }
 
 fn memory() -> Store {
-    Store::open(":memory:", 1 << 20, &Registry::new()).unwrap()
+    Store::open(":memory:", 1 << 20, DEFAULT_WRITE_QUEUE, &Registry::new()).unwrap()
 }
 
 #[tokio::test]
@@ -117,7 +117,13 @@ async fn counters_refuse_to_overflow() {
 async fn a_file_database_uses_wal_and_full_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/db.sqlite3");
-    let store = Store::open(path.to_str().unwrap(), 1 << 20, &Registry::new()).unwrap();
+    let store = Store::open(
+        path.to_str().unwrap(),
+        1 << 20,
+        DEFAULT_WRITE_QUEUE,
+        &Registry::new(),
+    )
+    .unwrap();
     store
         .put(key("a"), "true".into(), Precondition::None)
         .await
@@ -156,14 +162,14 @@ async fn a_key_written_before_startup_is_loaded_then_kept_in_step() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
     let path = path.to_str().unwrap();
-    let first = Store::open(path, 0, &Registry::new()).unwrap();
+    let first = Store::open(path, 0, DEFAULT_WRITE_QUEUE, &Registry::new()).unwrap();
     first
         .put(key("cold"), "1".into(), Precondition::None)
         .await
         .unwrap();
     first.close().await;
 
-    let store = Store::open(path, 1 << 20, &Registry::new()).unwrap();
+    let store = Store::open(path, 1 << 20, DEFAULT_WRITE_QUEUE, &Registry::new()).unwrap();
     assert!(!store.is_cached("cold"));
     assert_eq!(store.get(key("cold")).await.unwrap().unwrap().value, "1");
     // A cache load is asynchronous.
@@ -199,7 +205,13 @@ async fn a_key_written_before_startup_is_loaded_then_kept_in_step() {
 async fn without_a_cache_reads_go_to_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite3");
-    let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+    let store = Store::open(
+        path.to_str().unwrap(),
+        0,
+        DEFAULT_WRITE_QUEUE,
+        &Registry::new(),
+    )
+    .unwrap();
     store
         .put(key("k"), "1".into(), Precondition::None)
         .await
@@ -214,8 +226,24 @@ async fn a_path_that_is_not_a_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("text");
     std::fs::write(&path, "this is not sqlite, not at all, no header here").unwrap();
-    assert!(Store::open(path.to_str().unwrap(), 0, &Registry::new()).is_err());
-    assert!(Store::open(dir.path().to_str().unwrap(), 0, &Registry::new()).is_err());
+    assert!(
+        Store::open(
+            path.to_str().unwrap(),
+            0,
+            DEFAULT_WRITE_QUEUE,
+            &Registry::new()
+        )
+        .is_err()
+    );
+    assert!(
+        Store::open(
+            dir.path().to_str().unwrap(),
+            0,
+            DEFAULT_WRITE_QUEUE,
+            &Registry::new()
+        )
+        .is_err()
+    );
 }
 
 #[tokio::test]
@@ -223,7 +251,7 @@ async fn the_key_count_follows_creates_and_deletes_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("count.sqlite3");
     let path = path.to_str().unwrap();
-    let store = Store::open(path, 0, &Registry::new()).unwrap();
+    let store = Store::open(path, 0, DEFAULT_WRITE_QUEUE, &Registry::new()).unwrap();
     for name in ["a", "b", "c"] {
         store
             .put(key(name), "1".into(), Precondition::None)
@@ -243,7 +271,7 @@ async fn the_key_count_follows_creates_and_deletes_and_survives_a_restart() {
     assert_eq!(store.key_count().await.unwrap(), 2);
     store.close().await;
 
-    let store = Store::open(path, 0, &Registry::new()).unwrap();
+    let store = Store::open(path, 0, DEFAULT_WRITE_QUEUE, &Registry::new()).unwrap();
     assert_eq!(store.key_count().await.unwrap(), 2);
     store.close().await;
 }
@@ -252,7 +280,13 @@ async fn the_key_count_follows_creates_and_deletes_and_survives_a_restart() {
 async fn a_database_from_before_the_count_is_counted_once_when_opened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.sqlite3");
-    let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+    let store = Store::open(
+        path.to_str().unwrap(),
+        0,
+        DEFAULT_WRITE_QUEUE,
+        &Registry::new(),
+    )
+    .unwrap();
     for name in ["a", "b"] {
         store
             .put(key(name), "1".into(), Precondition::None)
@@ -265,7 +299,13 @@ async fn a_database_from_before_the_count_is_counted_once_when_opened() {
     conn.execute_batch("DROP TABLE stats").unwrap();
     drop(conn);
 
-    let store = Store::open(path.to_str().unwrap(), 0, &Registry::new()).unwrap();
+    let store = Store::open(
+        path.to_str().unwrap(),
+        0,
+        DEFAULT_WRITE_QUEUE,
+        &Registry::new(),
+    )
+    .unwrap();
     assert_eq!(store.key_count().await.unwrap(), 2);
     store.close().await;
 }

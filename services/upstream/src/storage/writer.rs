@@ -28,8 +28,8 @@ pub(super) type Effects = Vec<(String, Known)>;
 /// The most jobs one commit carries.
 pub const MAX_BATCH: usize = 256;
 
-/// Jobs that may wait for the writer before callers are held back.
-const QUEUE: usize = 4096;
+/// Writes that may wait for the writer by default (`WRITE_QUEUE_LIMIT`): 16 full commits.
+pub const DEFAULT_QUEUE: usize = 4096;
 
 /// How often expired idempotency keys are removed (on the next write after this much time).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -92,6 +92,8 @@ enum Message {
 #[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Message>,
+    /// Writes refused because the queue was full.
+    busy: IntCounter,
 }
 
 /// What the writer thread needs besides its connection.
@@ -155,19 +157,48 @@ impl FullDisk {
 }
 
 impl Writer {
-    /// Starts the writer thread, which owns `conn` from now on.
-    pub fn start(conn: Connection, context: WriterContext) -> (Writer, JoinHandle<()>) {
-        let (queue, jobs) = mpsc::channel(QUEUE);
+    /// Starts the writer thread, which owns `conn` from now on; at most `queue` jobs wait for
+    /// it, and `busy` counts the writes refused beyond that.
+    pub fn start(
+        conn: Connection,
+        context: WriterContext,
+        queue: usize,
+        busy: IntCounter,
+    ) -> (Writer, JoinHandle<()>) {
+        let (queue, jobs) = mpsc::channel(queue);
         let thread = std::thread::Builder::new()
             .name("storage-writer".to_owned())
             .spawn(move || run(conn, jobs, context))
             .expect("the writer thread can be started");
-        (Writer { queue }, thread)
+        (Writer { queue, busy }, thread)
     }
 
     /// Runs `f` in its own savepoint and answers once the transaction holding it has committed
-    /// (and the cache holds what `f` reported in its effects).
+    /// (and the cache holds what `f` reported in its effects). When the queue is full it does
+    /// not wait: [`StoreError::Busy`], so that more writers than the disk can commit for get a
+    /// prompt "try again" rather than a wait that grows with their number.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending { work: f, reply });
+        self.queue
+            .try_send(Message::Job(job))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.busy.inc();
+                    StoreError::Busy
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`Writer::run`], but waits for room in the queue: for the reads of an in-memory
+    /// database, which have no other connection to go to.
+    pub async fn run_queued<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,

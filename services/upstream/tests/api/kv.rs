@@ -394,3 +394,62 @@ async fn listing_refuses_a_bad_limit_or_prefix() {
 fn etag(response: &Response) -> String {
     response.headers()["etag"].to_str().unwrap().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_beyond_the_queue_are_told_503_retry_after_and_every_acknowledged_write_is_kept() {
+    // Room for one waiting write: 300 writers at once cannot all find a place.
+    let app = std::sync::Arc::new(inprocess::upstream_with(|s| s.write_queue_limit = 1).await);
+    let writers: Vec<_> = (0..300)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                (
+                    i,
+                    app.put_json(&format!("busy/{i}"), &json!({"i": i})).await,
+                )
+            })
+        })
+        .collect();
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    for writer in writers {
+        let (i, response) = writer.await.unwrap();
+        match response.status() {
+            StatusCode::CREATED => kept.push(i),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+                assert!(
+                    problem["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("try again in 1 s"),
+                    "{problem}"
+                );
+                refused.push(i);
+            }
+            other => panic!("write {i}: {other}"),
+        }
+    }
+    eprintln!(
+        "{} writes acknowledged, {} refused",
+        kept.len(),
+        refused.len()
+    );
+    assert!(!refused.is_empty(), "no write was refused");
+    assert!(!kept.is_empty(), "no write was acknowledged");
+    for i in &kept {
+        let got = app.get_key(&format!("busy/{i}")).await;
+        assert_eq!(got.json::<Value>().await.unwrap(), json!({"i": i}));
+    }
+    for i in &refused {
+        assert_eq!(
+            app.get_key(&format!("busy/{i}")).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    let metrics = testkit::get_text(&app.client, app.url("/metrics")).await;
+    assert_eq!(
+        testkit::metric(&metrics, "upstream_storage_busy_total"),
+        Some(refused.len() as f64)
+    );
+}
