@@ -13,8 +13,7 @@ use crate::request_id::{self, RequestId};
 use crate::{logging, problem};
 
 /// An app with, from the outside in: the access log (when `RUST_LOG` lets its lines through),
-/// request ids, metrics and problem bodies
-/// for every error; extractor errors as problems (bodies up to `body_limit` bytes); `/livez`;
+/// request ids, metrics, problem bodies for every error, and the body deadline; extractor errors as problems (bodies up to `body_limit` bytes); `/livez`;
 /// `openapi` (the service's rendered OpenAPI document) at `/openapi.json`; and a 404 problem for
 /// unknown paths. The service adds its own routes and `/readyz`.
 pub fn base(
@@ -44,6 +43,7 @@ pub fn base(
             }
         }))
         .default_service(web::to(problem::not_found))
+        .wrap(from_fn(crate::request_body::deadline))
         .wrap(problem::error_bodies())
         .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_ids))

@@ -17,6 +17,7 @@
 //! - [`healthcheck`]: the `healthcheck` subcommand images use as their `HEALTHCHECK`.
 //! - [`json`]: JSON request bodies read as structs only from objects.
 //! - [`logging`]: env_logger on stdout, one line per request and per notable event.
+//! - [`request_body`]: the deadline a request body must arrive within (408 after it).
 //! - [`request_id`]: accept a sane `X-Request-Id` or generate one; make it visible to errors.
 //! - [`problem`]: RFC 9457 `application/problem+json` for every error a client can see,
 //!   extractor failures and actix's own 404/405/413/415 included.
@@ -37,5 +38,6 @@ pub mod pattern;
 pub mod problem;
 pub mod process;
 pub mod redact;
+pub mod request_body;
 pub mod request_id;
 pub mod server;

@@ -58,10 +58,19 @@ pub fn finish(document: utoipa::openapi::OpenApi, headers: &[ResponseHeader]) ->
                     by a new UUID, never refused.",
                 "schema": {"type": "string"},
             }));
+            let has_body = operation.contains_key("requestBody");
             let responses = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
                 .expect("an operation has responses");
+            if has_body {
+                responses.entry("408").or_insert_with(|| {
+                    json!({"description": format!(
+                        "The request body did not arrive within {} s of its head",
+                        crate::request_body::REQUEST_BODY_TIMEOUT.as_secs()
+                    )})
+                });
+            }
             for (status, response) in responses.iter_mut() {
                 let status: u16 = status.parse().expect("responses are listed by status");
                 complete_response(response, status, &request_id, headers);

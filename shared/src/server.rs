@@ -37,8 +37,8 @@ use crate::metrics::{Registry, RequestMetrics};
 /// How long a client may take to send a request's head (its request line and headers): a
 /// slower one is answered 408 and its connection closed, so clients that trickle their headers
 /// a byte at a time hold a connection for this long at most, and never a worker (connections
-/// are served concurrently on each worker). The body has no such limit of its own: it is
-/// bounded in size by each service's body limit.
+/// are served concurrently on each worker). The body has its own deadline,
+/// [`crate::request_body::REQUEST_BODY_TIMEOUT`].
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an idle client connection is kept open. Clients that pool connections (the

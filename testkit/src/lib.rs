@@ -124,10 +124,33 @@ pub fn installed(program: &str) -> Option<std::path::PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Opens `count` connections to `port` that send a request head a byte every 100 ms and never
-/// finish it; returns once all are connected. Each task ends when the server closes its
-/// connection, with the time that took.
-pub async fn trickling_clients(port: u16, count: usize) -> Vec<tokio::task::JoinHandle<Duration>> {
+/// What a trickling client sends a byte every 100 ms, never finishing it.
+#[derive(Debug, Clone, Copy)]
+pub enum Trickle {
+    /// The request head.
+    Head,
+    /// The body, after this whole head (which must announce a body longer than it can send).
+    Body(&'static str),
+}
+
+impl Trickle {
+    /// How long the server gives it.
+    fn allowed(self) -> Duration {
+        match self {
+            Trickle::Head => shared::server::REQUEST_HEAD_TIMEOUT,
+            Trickle::Body(_) => shared::request_body::REQUEST_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Opens `count` connections to `port` that each send what `trickle` says a byte every 100 ms;
+/// returns once all are connected. Each task ends when the server answers or closes its
+/// connection, with the time that took and the beginning of the answer.
+pub async fn trickling_clients(
+    port: u16,
+    count: usize,
+    trickle: Trickle,
+) -> Vec<tokio::task::JoinHandle<(Duration, String)>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
@@ -136,33 +159,61 @@ pub async fn trickling_clients(port: u16, count: usize) -> Vec<tokio::task::Join
             .expect("a trickling client connects");
         clients.push(tokio::spawn(async move {
             let started = Instant::now();
-            let head = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: ".iter();
+            let slow: &[u8] = match trickle {
+                Trickle::Head => b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: ",
+                Trickle::Body(head) => {
+                    stream
+                        .write_all(head.as_bytes())
+                        .await
+                        .expect("the head is sent");
+                    b"{\"url\": \""
+                }
+            };
             let mut ticks = tokio::time::interval(Duration::from_millis(100));
-            for byte in head.chain(std::iter::repeat(&b'x')) {
+            let mut answer = Vec::new();
+            for byte in slow.iter().chain(std::iter::repeat(&b'x')) {
                 ticks.tick().await;
+                // The server's answer (408) or close ends it. It is read before the next byte
+                // is written: a byte sent to a closed connection draws a reset, which would
+                // discard the answer unread.
+                let mut buffer = [0; 512];
+                match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buffer)).await
+                {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => {
+                        answer.extend_from_slice(&buffer[..n]);
+                        // The rest of the answer, if it came in pieces.
+                        let rest = tokio::time::timeout(
+                            Duration::from_millis(200),
+                            stream.read(&mut buffer),
+                        );
+                        if let Ok(Ok(n)) = rest.await {
+                            answer.extend_from_slice(&buffer[..n]);
+                        }
+                        break;
+                    }
+                    Err(_) => {}
+                }
                 if stream.write_all(&[*byte]).await.is_err() {
                     break;
                 }
-                // The server's answer (408) or close ends it.
-                let mut answer = [0; 64];
-                match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut answer)).await
-                {
-                    Ok(Ok(0) | Err(_)) => break,
-                    Ok(Ok(_)) => break,
-                    Err(_) => {}
-                }
             }
-            started.elapsed()
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            )
         }));
     }
     clients
 }
 
-/// Asserts what a service owes clients that trickle their request heads: 200 of them do not
-/// keep it from answering `/livez` to others at once, and each is closed once
-/// [`shared::server::REQUEST_HEAD_TIMEOUT`] has passed (with a margin for a loaded machine).
-pub async fn assert_serves_beside_trickling_clients(url: &str, port: u16) {
-    let tricklers = trickling_clients(port, 200).await;
+/// Asserts what a service owes clients that trickle a request's head or body: 200 of them do
+/// not keep it from answering `/livez` to others at once, and each is answered `408` once its
+/// time ([`shared::server::REQUEST_HEAD_TIMEOUT`] for a head,
+/// [`shared::request_body::REQUEST_BODY_TIMEOUT`] for a body) has passed, with a margin for a
+/// loaded machine; a body's `408` is a problem.
+pub async fn assert_serves_beside_trickling_clients(url: &str, port: u16, trickle: Trickle) {
+    let tricklers = trickling_clients(port, 200, trickle).await;
     let client = reqwest::Client::new();
     for _ in 0..10 {
         let started = Instant::now();
@@ -176,15 +227,22 @@ pub async fn assert_serves_beside_trickling_clients(url: &str, port: u16) {
         let took = started.elapsed();
         assert!(took < Duration::from_secs(1), "answered after {took:?}");
     }
-    let limit = shared::server::REQUEST_HEAD_TIMEOUT + Duration::from_secs(3);
+    let allowed = trickle.allowed();
     for trickler in tricklers {
-        let held = tokio::time::timeout(limit, trickler)
+        let (held, answer) = tokio::time::timeout(allowed + Duration::from_secs(3), trickler)
             .await
             .expect("the service closes a trickling client")
             .unwrap();
         assert!(
-            held >= shared::server::REQUEST_HEAD_TIMEOUT - Duration::from_millis(200),
+            held >= allowed - Duration::from_millis(200),
             "closed after {held:?}"
         );
+        assert!(answer.starts_with("HTTP/1.1 408"), "answered {answer:?}");
+        if let Trickle::Body(_) = trickle {
+            assert!(
+                answer.contains("application/problem+json"),
+                "answered {answer:?}"
+            );
+        }
     }
 }

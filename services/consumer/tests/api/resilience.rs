@@ -7,7 +7,7 @@ use serde_json::json;
 
 use testkit::backends::{never_answering, refusing_port};
 use testkit::proxy::{Fault, FaultProxy};
-use testkit::{assert_problem, eventually, inprocess};
+use testkit::{Trickle, assert_problem, eventually, inprocess};
 
 #[tokio::test]
 async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
@@ -241,5 +241,15 @@ async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
     let upstream = inprocess::upstream().await;
     let consumer = inprocess::consumer(&upstream.attach_url()).await;
     let port = consumer.url.rsplit(':').next().unwrap().parse().unwrap();
-    testkit::assert_serves_beside_trickling_clients(&consumer.url, port).await;
+    testkit::assert_serves_beside_trickling_clients(&consumer.url, port, Trickle::Head).await;
+}
+
+#[tokio::test]
+async fn clients_trickling_their_bodies_neither_block_others_nor_stay_open() {
+    let upstream = inprocess::upstream().await;
+    let consumer = inprocess::consumer(&upstream.attach_url()).await;
+    let port = consumer.url.rsplit(':').next().unwrap().parse().unwrap();
+    let head = "POST /api/links HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Content-Type: application/json\r\nContent-Length: 20000\r\n\r\n";
+    testkit::assert_serves_beside_trickling_clients(&consumer.url, port, Trickle::Body(head)).await;
 }

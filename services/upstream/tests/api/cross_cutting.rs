@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use testkit::{assert_not_allowed, assert_problem, get_json, inprocess};
+use testkit::{Trickle, assert_not_allowed, assert_problem, get_json, inprocess};
 use upstream::settings::AccessToken;
 
 #[tokio::test]
@@ -213,5 +213,24 @@ async fn with_a_token_the_document_asks_for_it_on_v1_only() {
 #[tokio::test]
 async fn clients_trickling_their_headers_neither_block_others_nor_stay_open() {
     let upstream = inprocess::upstream().await;
-    testkit::assert_serves_beside_trickling_clients(&upstream.url, upstream.port).await;
+    testkit::assert_serves_beside_trickling_clients(&upstream.url, upstream.port, Trickle::Head)
+        .await;
+}
+
+#[tokio::test]
+async fn clients_trickling_their_bodies_neither_block_others_nor_stay_open() {
+    let upstream = inprocess::upstream().await;
+    let head = "PUT /v1/kv/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
+    testkit::assert_serves_beside_trickling_clients(
+        &upstream.url,
+        upstream.port,
+        Trickle::Body(head),
+    )
+    .await;
+    // Nothing of a body cut short was stored.
+    assert_eq!(
+        upstream.get_key("slow").await.status(),
+        reqwest::StatusCode::NOT_FOUND
+    );
 }
