@@ -32,12 +32,9 @@ missing.
 """
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
-import re
 import shutil
 import socket
 import statistics
@@ -45,15 +42,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from benchkit import (CLOCK_TICKS, DEADLINE, RESULTS, ROOT, build, cpu_ticks, ensure_debian_tools,
+                      free_port, machine, nice_step, parse_wrk, request, say, wait_ready)
+
 SEED_LINKS = 1000
-DEADLINE = 20  # seconds for a process to come up
 
 # The goals of the single-core ("gating") placement: the figure, and the test it must pass. A
 # figure paired per round is judged by its median, and called "mixed" when some rounds pass and
@@ -121,46 +115,6 @@ http {{
 """
 
 
-def say(text):
-    print(text, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_debian_tools():
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light"), ("redis-server", "redis-server"))
-               if not shutil.which(tool)]
-    if not missing:
-        return
-    say(f"installing {' '.join(missing)} from Debian")
-    before = set(pids_of("nginx")) | set(pids_of("redis-server"))
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    # A package's postinst may start the distribution's own servers; this script starts only its own.
-    for pid in (set(pids_of("nginx")) | set(pids_of("redis-server"))) - before:
-        try:
-            os.kill(pid, 15)
-        except ProcessLookupError:
-            pass
-
-
-def pids_of(name):
-    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
-    return [int(pid) for pid in found]
-
-
-def build(profile):
-    say(f"building the services (cargo build --profile {profile})")
-    subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", profile,
-                    "-p", "upstream", "-p", "consumer"], cwd=ROOT, check=True)
-    return ROOT / "target" / profile
-
-
 def build_baseline(rev, profile):
     """The consumer as commit `rev` built it, from a temporary worktree, into target/baseline/."""
     commit = subprocess.run(["git", "rev-parse", "--short", f"{rev}^{{commit}}"], cwd=ROOT,
@@ -176,41 +130,6 @@ def build_baseline(rev, profile):
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
     return ROOT / "target" / "baseline" / profile / "consumer", commit
-
-
-def request(url, method="GET", body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(req, timeout=5) as response:
-            return response.status, lower(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, lower(error.headers), error.read()
-
-
-def lower(headers):
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def wait_ready(url, process):
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url}: the process exited with {process.returncode}")
-        try:
-            if request(url)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url}: not ready within {DEADLINE}s")
 
 
 def wait_redis(port, process):
@@ -313,17 +232,6 @@ class Stack:
                 process.wait()
 
 
-def cpu_ticks(pids):
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (FileNotFoundError, IndexError):
-            pass
-    return total
-
-
 def seed(stack):
     say(f"seeding {SEED_LINKS} links through each consumer, into the upstream and into Redis")
     for name in ("consumer", "consumer-redis"):
@@ -362,33 +270,12 @@ def check(targets_, target_url):
     say("each target checked once: D and N answer the link document, C, R (and B) redirect to its target")
 
 
-def duration_us(text):
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(text)
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-
-
 def wrk(url, expected, connections, seconds, pinned, script):
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
             url, "--", str(expected)]
     if pinned:
         argv = ["taskset", "-c", "0", *argv]
-    output = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx_3xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "requests": requests,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50_us": duration_us(latency["50"]),
-        "p99_us": duration_us(latency["99"]),
-        "socket_errors": errors,
-        "non_2xx_3xx": int(non_2xx_3xx.group(1)) if non_2xx_3xx else 0,
-        "unexpected_statuses": int(re.search(r"unexpected statuses: (\d+)", output).group(1)),
-    }
+    return parse_wrk(subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout)
 
 
 def measure(stack, targets_, name, connections, seconds, script):
@@ -502,12 +389,6 @@ def report(result):
 LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
 
 
-def nice_step(rough):
-    """The smallest of 1, 2 or 5 times a power of ten that is at least `rough`."""
-    power = 10 ** math.floor(math.log10(rough))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
-
-
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
     colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "B": "#bab0ac"}
@@ -587,10 +468,8 @@ def main():
     finally:
         script.unlink()
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
+        **machine(),
         "command": "python3 bench/hop.py " + " ".join(sys.argv[1:]),
         "profile": args.profile,
         "baseline": baseline_commit,
