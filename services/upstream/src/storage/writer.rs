@@ -11,12 +11,13 @@
 //! records what the batch wrote, before answering, and it loads keys that readers missed, in
 //! its own order, so the cache never holds anything older than what is committed.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter, Registry};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::StoreError;
 use super::cache::{self, Known, ReadCache};
@@ -30,6 +31,9 @@ pub const MAX_BATCH: usize = 256;
 
 /// Writes that may wait for the writer by default (`WRITE_QUEUE_LIMIT`): 16 full commits.
 pub const DEFAULT_QUEUE: usize = 4096;
+
+/// Room in the queue beyond the writes for cache-load hints, which never take a write's place.
+const LOAD_ROOM: usize = 1024;
 
 /// How often expired idempotency keys are removed (on the next write after this much time).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -82,7 +86,9 @@ where
 }
 
 enum Message {
-    Job(Box<dyn Job>),
+    /// A job, and the place it holds among the writes that may wait (none for the reads of an
+    /// in-memory database).
+    Job(Box<dyn Job>, Option<OwnedSemaphorePermit>),
     /// A reader missed this key: cache its committed state.
     Load(String),
     Close,
@@ -92,7 +98,9 @@ enum Message {
 #[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Message>,
-    /// Writes refused because the queue was full.
+    /// A permit for each write that may wait in the queue; one that finds none is refused.
+    room: Arc<Semaphore>,
+    /// Writes refused for want of room.
     busy: IntCounter,
 }
 
@@ -165,34 +173,36 @@ impl Writer {
         queue: usize,
         busy: IntCounter,
     ) -> (Writer, JoinHandle<()>) {
-        let (queue, jobs) = mpsc::channel(queue);
+        let room = Arc::new(Semaphore::new(queue));
+        let (queue, jobs) = mpsc::channel(queue + LOAD_ROOM);
         let thread = std::thread::Builder::new()
             .name("storage-writer".to_owned())
             .spawn(move || run(conn, jobs, context))
             .expect("the writer thread can be started");
-        (Writer { queue, busy }, thread)
+        (Writer { queue, room, busy }, thread)
     }
 
     /// Runs `f` in its own savepoint and answers once the transaction holding it has committed
-    /// (and the cache holds what `f` reported in its effects). When the queue is full it does
-    /// not wait: [`StoreError::Busy`], so that more writers than the disk can commit for get a
-    /// prompt "try again" rather than a wait that grows with their number.
+    /// (and the cache holds what `f` reported in its effects). When as many writes as the
+    /// queue has room for are waiting already it does not wait: [`StoreError::Busy`], so that
+    /// more writers than the disk can commit for get a prompt "try again" rather than a wait
+    /// that grows with their number.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Effects) -> Result<T, StoreError> + Send + 'static,
     {
+        let place = self.room.clone().try_acquire_owned().map_err(|_| {
+            self.busy.inc();
+            StoreError::Busy
+        })?;
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending { work: f, reply });
+        // Never waits long: loads leave room for every write that holds a place.
         self.queue
-            .try_send(Message::Job(job))
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    self.busy.inc();
-                    StoreError::Busy
-                }
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?;
+            .send(Message::Job(job, Some(place)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -206,15 +216,18 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending { work: f, reply });
         self.queue
-            .send(Message::Job(job))
+            .send(Message::Job(job, None))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Asks the thread to cache `key`; dropped when the queue is full, as it is only a hint.
+    /// Asks the thread to cache `key`; dropped where it would take room a write may need, as it
+    /// is only a hint.
     pub fn load(&self, key: String) {
-        let _ = self.queue.try_send(Message::Load(key));
+        if self.queue.capacity() > self.room.available_permits() {
+            let _ = self.queue.try_send(Message::Load(key));
+        }
     }
 
     /// Asks the thread to finish the jobs already queued and stop.
@@ -234,7 +247,8 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Message>, mut context: Wr
         };
         for message in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
             match message {
-                Message::Job(job) => batch.push(job),
+                // Taken off the queue: its place goes to the next write.
+                Message::Job(job, _place) => batch.push(job),
                 Message::Load(key) => loads.push(key),
                 Message::Close => {
                     closing = true;
