@@ -23,6 +23,18 @@ RESULTS = ROOT / "bench" / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DEADLINE = 20  # seconds for a process to come up
 
+# The part of a wrk script that counts answers it did not expect: each thread's script counts
+# them in `unexpected`; this adds them up and prints the line parse_wrk reads.
+WRK_UNEXPECTED = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function done()
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + thread:get("unexpected") end
+  io.write(string.format("unexpected statuses: %d\\n", n))
+end
+"""
+
 
 def say(text):
     print(text, flush=True)

@@ -44,8 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import (CLOCK_TICKS, DEADLINE, RESULTS, ROOT, build, cpu_ticks, ensure_debian_tools,
-                      free_port, machine, nice_step, parse_wrk, request, say, wait_ready)
+from benchkit import (CLOCK_TICKS, DEADLINE, RESULTS, ROOT, WRK_UNEXPECTED, build, cpu_ticks,
+                      ensure_debian_tools, free_port, machine, nice_step, parse_wrk, request, say,
+                      wait_ready)
 
 SEED_LINKS = 1000
 
@@ -71,18 +72,11 @@ def verdict(figure, passes):
     return "met" if passes(figure) else "missed"
 
 
-WRK_SCRIPT = """
+WRK_SCRIPT = WRK_UNEXPECTED + """
 -- Counts responses whose status is not the one expected (the first script argument).
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
 function init(args) expected = tonumber(args[1]); unexpected = 0 end
 function response(status, headers, body)
   if status ~= expected then unexpected = unexpected + 1 end
-end
-function done(summary, latency, requests)
-  local n = 0
-  for _, thread in ipairs(threads) do n = n + thread:get("unexpected") end
-  io.write(string.format("unexpected statuses: %d\\n", n))
 end
 """
 

@@ -42,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchkit import (RESULTS, build, ensure_debian_tools, free_port, machine, memory_kib, nice_step,
+from benchkit import (RESULTS, WRK_UNEXPECTED, build, ensure_debian_tools, free_port, machine, memory_kib, nice_step,
                       parse_wrk, request, say, wait_ready)
 
 SIZES = [1_000, 100_000, 1_000_000]
@@ -54,9 +54,7 @@ HELD_SECONDS = 8
 SEED_LIMIT = 1800  # seconds that seeding the largest size may take at most
 
 # Reads: a code drawn per request, uniformly or by Zipf's law; answers not `expected` counted.
-READ_SCRIPT = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
+READ_SCRIPT = WRK_UNEXPECTED + """
 function init(args)
   prefix, n, zipf, expected = args[1], tonumber(args[2]), args[3] == "zipf", tonumber(args[4])
   unexpected = 0
@@ -68,19 +66,12 @@ function request()
   return wrk.format("GET", prefix .. "s" .. (k - 1))
 end
 function response(status) if status ~= expected then unexpected = unexpected + 1 end end
-function done()
-  local n = 0
-  for _, thread in ipairs(threads) do n = n + thread:get("unexpected") end
-  io.write(string.format("unexpected statuses: %d\\n", n))
-end
 """
 
 # Writes: PUTs of link documents for codes s{from}..s{to-1}, in order, then GET /livez until
 # wrk is stopped (it cannot tell from here when the last PUT is answered); or (with a size)
 # values of that many bytes under keys cycling through w0..w99999.
-WRITE_SCRIPT = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
+WRITE_SCRIPT = WRK_UNEXPECTED + """
 function init(args)
   from, to, size = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
   -- wrk calls request() once to check it before sending anything: that first call makes the
@@ -102,11 +93,6 @@ function request()
 end
 function response(status)
   if status ~= 200 and status ~= 201 then unexpected = unexpected + 1 end
-end
-function done()
-  local n = 0
-  for _, thread in ipairs(threads) do n = n + thread:get("unexpected") end
-  io.write(string.format("unexpected statuses: %d\\n", n))
 end
 """
 
