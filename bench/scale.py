@@ -12,7 +12,8 @@ up to each size in turn. Sections:
 
   links        at each size: direct GETs (D, /v1/kv/links/{code}) and redirects (C, /{code})
                with codes drawn uniformly and skewed (Zipf, s = 1: code k with weight 1/k),
-               req/s and p99, the upstream's RSS and database size (file, WAL and shared memory)
+               req/s and p99, the upstream's RSS and database size (file, WAL and shared memory),
+               and the idempotency keys the redirects' click batches left in the upstream
   probes       at each size: /v1/info, the consumer's /readyz and /api/status at -c1
   connections  at the first size: 32, 256 and 1024 connections against D and C: req/s, p99,
                errors, and each server's RSS after
@@ -35,6 +36,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -171,6 +173,22 @@ def database_bytes(workdir):
     return sum(path.stat().st_size for path in workdir.glob("upstream.sqlite3*"))
 
 
+def idempotency_keys(workdir):
+    """Rows of the upstream's idempotency table, read beside the running upstream (WAL mode
+    lets a reader in)."""
+    with sqlite3.connect(f"file:{workdir / 'upstream.sqlite3'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT count(*) FROM idempotency").fetchone()[0]
+
+
+def clicks_flushed(consumer):
+    """Waits until the consumer has sent every click it counted (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while metric(consumer, "consumer_clicks_pending") > 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("the consumer did not send its clicks within 30 s")
+        time.sleep(0.2)
+
+
 def keys(upstream):
     return json.loads(request(f"{upstream}/v1/info")[2])["keys"]
 
@@ -207,20 +225,35 @@ def run_line(run):
 
 def links_section(servers, upstream, consumer, workdir, sizes, have, seconds, scripts):
     """At each size (links up to `have` are stored already)."""
-    results, probes = [], []
+    results, probes, clicks = [], [], []
     upstream_process = servers.processes[0]
     for size in sizes:
         if size > have:
             seed(upstream, have, size, scripts)
             have = size
+        clicks_flushed(consumer)
+        keys_before = idempotency_keys(workdir)
+        sent_before = metric(consumer, "consumer_clicks_sent_total")
+        seconds_of_redirects = 0.0
         for target, url, prefix, expected in (("D", upstream, "/v1/kv/links/", 200),
                                               ("C", consumer, "/", 302)):
             for draw in ("uniform", "zipf"):
-                wrk(url, 32, 1, scripts["read"], (prefix, size, draw, expected))  # warm-up
+                warm_up = parse_wrk(wrk(url, 32, 1, scripts["read"], (prefix, size, draw, expected)))
                 run = parse_wrk(wrk(url, 32, seconds, scripts["read"], (prefix, size, draw, expected)))
+                if target == "C":
+                    seconds_of_redirects += sum(r["requests"] / r["rps"] for r in (warm_up, run))
                 run.update(links=size, target=target, draw=draw)
                 results.append(run)
                 say(f"  {size:>8} links  {target} {draw:<7} {run_line(run)}")
+        clicks_flushed(consumer)
+        added = idempotency_keys(workdir) - keys_before
+        clicks.append({"links": size, "redirect_seconds": round(seconds_of_redirects, 1),
+                       "clicks_sent": int(metric(consumer, "consumer_clicks_sent_total") - sent_before),
+                       "idempotency_keys_added": added,
+                       "keys_per_redirect_second": round(added / seconds_of_redirects, 1)})
+        say(f"  {size:>8} links: {added} idempotency keys kept for {clicks[-1]['clicks_sent']} clicks "
+            f"over {seconds_of_redirects:.1f} s of redirects, "
+            f"{added / seconds_of_redirects * 86400 / 1e6:.1f} million a day at that rate")
         rss = memory_kib(upstream_process.pid) / 1024
         size_mib = database_bytes(workdir) / 2**20
         for run in results[-4:]:
@@ -235,7 +268,7 @@ def links_section(servers, upstream, consumer, workdir, sizes, have, seconds, sc
                        unexpected_statuses=sum(n for status, n in answered.items() if status != 200))
             probes.append(run)
             say(f"  {size:>8} links  {name:<20} p50 {run['p50_us']:>6.0f} us  p99 {run['p99_us']:>6.0f} us")
-    return results, probes
+    return results, probes, clicks
 
 
 def connections_section(servers, upstream, consumer, size, seconds, scripts):
@@ -385,7 +418,7 @@ def main():
             results["connections"] = connections_section(servers, upstream, consumer, sizes[0],
                                                          args.seconds, scripts)
             say("\n== links and probes")
-            results["links"], results["probes"] = links_section(
+            results["links"], results["probes"], results["clicks"] = links_section(
                 servers, upstream, consumer, workdir, sizes, sizes[0], args.seconds, scripts)
         finally:
             servers.stop()
