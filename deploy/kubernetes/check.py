@@ -31,6 +31,7 @@ import tempfile
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -425,16 +426,13 @@ def services_select_one_workload_each(objects):
             continue
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
-            if not any(container_port(c, target) is not None and any(
-                    p["containerPort"] == container_port(c, target) for p in c.get("ports", []))
-                    for c in pod_spec(chosen[0])["containers"]):
+            if not any(container_port(c, target) in [p["containerPort"] for p in c.get("ports", [])]
+                       for c in pod_spec(chosen[0])["containers"]):
                 problems.append(f"{ident(service)}: targetPort {target} is no container's port")
     return problems
 
 
 def the_upstream_url_names_a_rendered_service(objects):
-    from urllib.parse import urlsplit
-
     problems = []
     for workload, container in ours(objects):
         if image_name(container) != CONSUMER_IMAGE:
@@ -591,6 +589,8 @@ BREAKAGES = [
      lambda o: set_in(config_of(o, upstream(o)), "DATABASE_PATH", "/tmp/upstream.sqlite3")),
     ("a Service selecting both upstreams", services_select_one_workload_each,
      lambda o: named(o, "Service", "upstream-b")["spec"]["selector"].pop("app.kubernetes.io/instance")),
+    ("a Service aiming at a port no container has", services_select_one_workload_each,
+     lambda o: set_in(named(o, "Service", "consumer")["spec"]["ports"][0], "targetPort", 9999)),
     ("UPSTREAM_URL naming no Service", the_upstream_url_names_a_rendered_service,
      lambda o: o.remove(named(o, "Service", "upstream"))),
 ]
