@@ -154,11 +154,14 @@ pub async fn trickling_clients(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
+        // Timed from before the connection, not from the task's first turn: the server's
+        // clock starts at accept, and the task may first run only after all the others have
+        // connected, which made a client look closed early on a loaded machine.
+        let started = Instant::now();
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("a trickling client connects");
         clients.push(tokio::spawn(async move {
-            let started = Instant::now();
             let slow: &[u8] = match trickle {
                 Trickle::Head => b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: ",
                 Trickle::Body(head) => {
