@@ -62,6 +62,7 @@ on_each_backend!(
     wrong_credentials_are_a_502_and_the_password_is_in_no_log_line,
     faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never_hang,
     a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own,
+    a_click_batch_whose_answer_was_lost_is_counted_once,
     a_backend_that_holds_every_call_costs_hundreds_of_clients_timely_problems_and_bounded_memory,
 );
 
@@ -670,6 +671,47 @@ async fn a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own(kin
     assert_problem(again, StatusCode::CONFLICT).await;
 }
 
+async fn a_click_batch_whose_answer_was_lost_is_counted_once(kind: Kind) {
+    let case = "a_click_batch_whose_answer_was_lost_is_counted_once";
+    let Some(backend) = backend_for(case, kind).await else {
+        return;
+    };
+    let proxy = backend.proxy().await;
+    // No flush but the last one, on SIGTERM: the answer lost is that batch's.
+    let mut consumer = spawn_consumer(
+        &backend.attach_url_at(proxy.port),
+        &[("CLICK_FLUSH_INTERVAL", "1h")],
+    )
+    .await;
+    let client = client();
+    let codes = [
+        shorten_ok(&client, &consumer.url, "https://example.com/a").await,
+        shorten_ok(&client, &consumer.url, "https://example.com/b").await,
+    ];
+    for (code, clicks) in codes.iter().zip([3, 2]) {
+        for _ in 0..clicks {
+            assert_eq!(
+                follow(&client, &consumer.url, code).await.status(),
+                StatusCode::FOUND
+            );
+        }
+    }
+
+    proxy.set(Fault::LoseNextAnswer);
+    consumer.signal(Signal::SIGTERM);
+    let exit = consumer.wait_exit(Duration::from_secs(9)).await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        consumer
+            .logs()
+            .iter()
+            .any(|l| l.contains("add clicks") && l.contains("retrying once")),
+        "the batch's first answer was not lost"
+    );
+    assert_eq!(backend.stored_clicks(&codes[0]).await, 3);
+    assert_eq!(backend.stored_clicks(&codes[1]).await, 2);
+}
+
 async fn wrong_credentials_are_a_502_and_the_password_is_in_no_log_line(kind: Kind) {
     let Some(backend) = backend_for(
         "wrong_credentials_are_a_502_and_the_password_is_in_no_log_line",
@@ -1042,6 +1084,12 @@ fn the_contract_checker_admits_what_the_consumer_sends() {
             &[AUTH, JSON, ("idempotency-key", "k-1")],
             r#"{"by":3}"#,
         ),
+        recorded(
+            "POST",
+            "/v1/counters",
+            &[AUTH, JSON, ("idempotency-key", "k-2")],
+            r#"{"increments":[{"name":"clicks/abc","by":3},{"name":"clicks/d"}]}"#,
+        ),
     ] {
         assert_eq!(contract::violation(document, &valid), None, "{valid:?}");
     }
@@ -1085,6 +1133,15 @@ fn the_contract_checker_names_each_kind_of_departure() {
                 "1",
             ),
             "type",
+        ),
+        (
+            recorded(
+                "POST",
+                "/v1/counters",
+                &[AUTH, JSON],
+                r#"{"increments":[{"name":"clicks//x","by":1}]}"#,
+            ),
+            "body",
         ),
         (recorded("PUT", "/v1/kv/a", &[AUTH], ""), "required body"),
     ] {

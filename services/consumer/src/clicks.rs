@@ -1,13 +1,17 @@
 //! Click counting that never slows a redirect and never counts a click twice.
 //!
 //! A redirect only bumps an in-memory count for its code ([`Clicks::record`], a map update
-//! under a mutex). A background task sends the counts every `CLICK_FLUSH_INTERVAL`, one batch
-//! per code, each with its own `Idempotency-Key`. A batch that fails on the way (upstream away,
-//! circuit open, deadline) is kept with its key and its amount, so sending it again can never
-//! count it twice, and new clicks for the same code go into a new batch. What is kept is bounded
-//! by `CLICK_BUFFER_LIMIT` batches; clicks beyond are dropped and counted in
-//! `consumer_clicks_dropped_total`. On shutdown everything pending is sent once more, within a
-//! bound.
+//! under a mutex). A background task sends the counts every `CLICK_FLUSH_INTERVAL`: the codes
+//! clicked since the last flush, up to [`MAX_BATCH_CODES`] to a batch, each batch in one atomic
+//! call with its own `Idempotency-Key`. So the backend remembers one key per batch — at most
+//! `ceil(codes clicked / 1000)` a flush, whatever the number of codes or clicks — and a flush
+//! is one durable write for up to a thousand codes.
+//!
+//! A batch that fails on the way (upstream away, circuit open, deadline) is kept whole with its
+//! key, so sending it again can never count it twice, and new clicks go into a new batch. What
+//! is kept is bounded by `CLICK_BUFFER_LIMIT` codes' counts waiting (in batches or not); clicks
+//! beyond are dropped and counted in `consumer_clicks_dropped_total`. On shutdown everything
+//! pending is sent once more, within a bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,17 +21,24 @@ use futures_util::StreamExt;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 use crate::links::Code;
+use crate::upstream::store::MAX_BATCH_CODES;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// Batches sent to the upstream at the same time during a flush.
 const CONCURRENT_SENDS: usize = 16;
 
-/// Clicks for one code, to be added upstream under one idempotency key.
+/// Clicks for up to [`MAX_BATCH_CODES`] codes, to be added upstream under one idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Batch {
-    code: String,
-    by: u64,
+    /// Each code and its clicks.
+    counts: Vec<(String, u64)>,
     key: String,
+}
+
+impl Batch {
+    fn clicks(&self) -> u64 {
+        self.counts.iter().map(|(_, by)| by).sum()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,11 +47,14 @@ struct Pending {
     counts: HashMap<String, u64>,
     /// Batches that were tried and must be sent again as they are.
     unsent: VecDeque<Batch>,
+    /// The codes' counts in `unsent`.
+    unsent_codes: usize,
 }
 
 impl Pending {
-    fn batches(&self) -> usize {
-        self.counts.len() + self.unsent.len()
+    /// Codes' counts waiting, in batches or not: what `CLICK_BUFFER_LIMIT` bounds.
+    fn waiting(&self) -> usize {
+        self.counts.len() + self.unsent_codes
     }
 }
 
@@ -107,7 +121,7 @@ impl Clicks {
         let mut pending = self.lock();
         if let Some(count) = pending.counts.get_mut(code.as_str()) {
             *count += 1;
-        } else if pending.batches() < self.limit {
+        } else if pending.waiting() < self.limit {
             pending.counts.insert(code.to_string(), 1);
         } else {
             drop(pending);
@@ -124,8 +138,9 @@ impl Clicks {
         let unsent: u64 = pending
             .unsent
             .iter()
-            .filter(|batch| batch.code == code.as_str())
-            .map(|batch| batch.by)
+            .flat_map(|batch| &batch.counts)
+            .filter(|(batched, _)| batched == code.as_str())
+            .map(|(_, by)| by)
             .sum();
         pending.counts.get(code.as_str()).copied().unwrap_or(0) + unsent
     }
@@ -134,15 +149,12 @@ impl Clicks {
     pub async fn flush(&self) -> Flushed {
         let batches: Vec<Batch> = {
             let mut pending = self.lock();
-            let fresh: Vec<Batch> = pending
-                .counts
-                .drain()
-                .map(|(code, by)| Batch {
-                    code,
-                    by,
-                    key: uuid::Uuid::new_v4().to_string(),
-                })
-                .collect();
+            let fresh: Vec<(String, u64)> = pending.counts.drain().collect();
+            pending.unsent_codes = 0;
+            let fresh = fresh.chunks(MAX_BATCH_CODES).map(|counts| Batch {
+                counts: counts.to_vec(),
+                key: uuid::Uuid::new_v4().to_string(),
+            });
             pending.unsent.drain(..).chain(fresh).collect()
         };
         if batches.is_empty() {
@@ -150,10 +162,7 @@ impl Clicks {
         }
         let outcomes: Vec<(Batch, Result<(), UpstreamError>)> = futures_util::stream::iter(batches)
             .map(|batch| async move {
-                let outcome = self
-                    .upstream
-                    .add_clicks(&batch.code, batch.by, &batch.key)
-                    .await;
+                let outcome = self.upstream.add_clicks(&batch.counts, &batch.key).await;
                 (batch, outcome)
             })
             .buffer_unordered(CONCURRENT_SENDS)
@@ -163,21 +172,23 @@ impl Clicks {
         let mut flushed = Flushed::default();
         let mut pending = self.lock();
         for (batch, outcome) in outcomes {
+            let clicks = batch.clicks();
             match outcome {
-                Ok(()) => flushed.sent += batch.by,
+                Ok(()) => flushed.sent += clicks,
                 Err(UpstreamError::Malformed(reason)) => {
                     log::error!(
-                        "clicks on {}: the upstream refused {} clicks: {reason}",
-                        batch.code,
-                        batch.by
+                        "clicks: the upstream refused a batch of {clicks} clicks on {} codes: \
+                         {reason}",
+                        batch.counts.len()
                     );
-                    flushed.dropped += batch.by;
+                    flushed.dropped += clicks;
                 }
-                Err(_) if pending.batches() < self.limit => {
-                    flushed.kept += batch.by;
+                Err(_) if pending.waiting() + batch.counts.len() <= self.limit => {
+                    flushed.kept += clicks;
+                    pending.unsent_codes += batch.counts.len();
                     pending.unsent.push_back(batch);
                 }
-                Err(_) => flushed.dropped += batch.by,
+                Err(_) => flushed.dropped += clicks,
             }
         }
         drop(pending);

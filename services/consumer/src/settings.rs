@@ -27,8 +27,9 @@ pub struct Settings {
     pub public_url: Url,
     /// How often counted clicks are sent upstream. `CLICK_FLUSH_INTERVAL`, default `1s`.
     pub click_flush_interval: Duration,
-    /// Most batches of clicks kept while the upstream is away; clicks beyond are dropped and
-    /// counted in `consumer_clicks_dropped_total`. `CLICK_BUFFER_LIMIT`, default 100000.
+    /// Most codes whose clicks wait to be sent (while the upstream is away, a code clicked
+    /// again after a failed flush counts twice); clicks beyond are dropped and counted in
+    /// `consumer_clicks_dropped_total`. `CLICK_BUFFER_LIMIT`, default 100000.
     pub click_buffer_limit: usize,
 }
 
@@ -61,7 +62,7 @@ impl Settings {
             click_buffer_limit: layers.parse(
                 "CLICK_BUFFER_LIMIT",
                 "100000",
-                "a number of batches from 1 to 10000000",
+                "a number of codes from 1 to 10000000",
                 in_range::<usize>(1..=10_000_000),
             )?,
         })

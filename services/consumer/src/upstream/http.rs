@@ -1,5 +1,6 @@
 //! The HTTP adapter: the consumer's state in portbound's upstream, or in any backend that
-//! honours its v1 contract (`links/{code}` documents, `clicks/{code}` counters).
+//! honours its v1 contract (`links/{code}` documents, `clicks/{code}` counters, added to in
+//! batches by `POST /v1/counters`).
 //!
 //! One `reqwest::Client` (so one connection pool) for the process, with a connect timeout and
 //! pooled connections retired before the upstream's keep-alive closes them. No reply is read
@@ -11,11 +12,11 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::attachment::HttpAttachment;
-use super::store::{Attempt, Store};
+use super::store::{Attempt, MAX_BATCH_CODES, Store};
 use super::{Created, Info, UpstreamError, UpstreamSettings};
 use crate::links::{Code, LinkDocument};
 
@@ -27,6 +28,11 @@ use crate::links::{Code, LinkDocument};
 pub const MAX_REPLY_BYTES: usize = 32 * 1024;
 
 const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
+
+/// The most the consumer reads of a click batch's reply: each counter's name (`clicks/` and a
+/// code of at most 64 characters, [`crate::links::CODE_PATTERN`]) and its value (at most 20 characters) in
+/// `{"name":"…","value":…},` is at most 111 bytes; 1 KiB more for the rest.
+pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * 111 + 1024;
 
 /// Where a link's document and its click counter live upstream: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
@@ -62,13 +68,14 @@ impl HttpStore {
         HttpStore { http, attachment }
     }
 
-    /// One request, its whole body read.
+    /// One request, its whole body read, up to `reply_limit` bytes.
     async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
         headers: HeaderMap,
+        reply_limit: usize,
     ) -> Result<Reply, UpstreamError> {
         let url = self.attachment.endpoint(path);
         let mut request = self.http.request(method, url).headers(headers);
@@ -103,12 +110,13 @@ impl HttpStore {
         Ok(Reply {
             status,
             retry_after,
-            body: bounded_body(response).await?,
+            body: bounded_body(response, reply_limit).await?,
         })
     }
 
     async fn get(&self, path: &str) -> Result<Reply, UpstreamError> {
-        self.call(Method::GET, path, None, HeaderMap::new()).await
+        self.call(Method::GET, path, None, HeaderMap::new(), MAX_REPLY_BYTES)
+            .await
     }
 }
 
@@ -144,7 +152,9 @@ impl Store for HttpStore {
             let body = serde_json::to_vec(document).expect("a link document serializes");
             let mut headers = HeaderMap::new();
             headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-            let reply = self.call(Method::PUT, &path, Some(body), headers).await?;
+            let reply = self
+                .call(Method::PUT, &path, Some(body), headers, MAX_REPLY_BYTES)
+                .await?;
             match reply.status {
                 StatusCode::CREATED => Ok(Created::Yes),
                 StatusCode::PRECONDITION_FAILED => Ok(Created::Taken),
@@ -167,37 +177,59 @@ impl Store for HttpStore {
 
     fn add_clicks<'a>(
         &'a self,
-        code: &'a str,
-        by: u64,
+        batch: &'a [(String, u64)],
         idempotency_key: &'a str,
     ) -> Attempt<'a, ()> {
+        #[derive(Serialize)]
+        struct Increment<'a> {
+            name: String,
+            by: &'a u64,
+        }
         Box::pin(async move {
-            let path = format!("v1/counters/{CLICKS}{code}");
-            let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
+            let increments: Vec<Increment> = batch
+                .iter()
+                .map(|(code, by)| Increment {
+                    name: format!("clicks/{code}"),
+                    by,
+                })
+                .collect();
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "increments": increments })).expect("JSON");
             let mut headers = HeaderMap::new();
             let key = HeaderValue::from_str(idempotency_key)
                 .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;
             headers.insert("idempotency-key", key);
-            let reply = self.call(Method::POST, &path, Some(body), headers).await?;
+            let reply = self
+                .call(
+                    Method::POST,
+                    "v1/counters",
+                    Some(body),
+                    headers,
+                    MAX_BATCH_REPLY_BYTES,
+                )
+                .await?;
             expect_status(&reply, &[StatusCode::OK])
         })
     }
 }
 
-/// The body of `response`, at most [`MAX_REPLY_BYTES`]: refused at once when its
-/// `Content-Length` says more, cut off as soon as more arrives. Dropping the response unread
+/// The body of `response`, at most `limit` bytes: refused at once when its `Content-Length`
+/// says more, cut off as soon as more arrives. Dropping the response unread
 /// closes its connection instead of returning it to the pool. A body that breaks off after the
 /// upstream began to answer is its failure (502), not a reason to call it again.
-async fn bounded_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+async fn bounded_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
     let announced = response.content_length().unwrap_or(0);
-    if announced > MAX_REPLY_BYTES as u64 {
-        return Err(UpstreamError::TooLarge);
+    if announced > limit as u64 {
+        return Err(UpstreamError::TooLarge(limit));
     }
     let mut body = Vec::with_capacity(announced as usize);
     loop {
         match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_REPLY_BYTES => {
-                return Err(UpstreamError::TooLarge);
+            Ok(Some(chunk)) if body.len() + chunk.len() > limit => {
+                return Err(UpstreamError::TooLarge(limit));
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => return Ok(Bytes::from(body)),

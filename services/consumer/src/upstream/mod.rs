@@ -129,7 +129,8 @@ const FULL_RETRY_AFTER: u64 = 30;
 /// send its clients away for longer on a backend's word.
 const MAX_BUSY_RETRY_AFTER: u64 = 60;
 
-/// The public detail of [`UpstreamError::TooLarge`] (a test holds it to the constant).
+/// The public detail of [`UpstreamError::TooLarge`], which clients see only for the calls
+/// bounded by [`MAX_REPLY_BYTES`] (a test holds it to the constant).
 const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
 
 /// Why a call to the upstream did not give an answer the consumer can use. The messages are for
@@ -148,8 +149,9 @@ pub enum UpstreamError {
     Rejected(String),
     #[error("the upstream's answer is not what it promises: {0}")]
     Malformed(String),
-    #[error("the upstream answered more than {MAX_REPLY_BYTES} bytes")]
-    TooLarge,
+    /// It answered more than this many bytes (`MAX_REPLY_BYTES`, or a click batch's bound).
+    #[error("the upstream answered more than {0} bytes")]
+    TooLarge(usize),
     #[error("the upstream's storage is full")]
     Full,
     /// It answered 503, asking to be called again in this many seconds.
@@ -169,7 +171,7 @@ impl UpstreamError {
             UpstreamError::Failed(_)
             | UpstreamError::Rejected(_)
             | UpstreamError::Malformed(_)
-            | UpstreamError::TooLarge => StatusCode::BAD_GATEWAY,
+            | UpstreamError::TooLarge(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -201,7 +203,7 @@ impl UpstreamError {
             UpstreamError::Failed(_) => "the upstream store failed",
             UpstreamError::Rejected(_) => "the upstream store refused this service's credentials",
             UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
-            UpstreamError::TooLarge => TOO_LARGE,
+            UpstreamError::TooLarge(_) => TOO_LARGE,
             UpstreamError::Full => "the upstream store is full; try again later",
             UpstreamError::Busy(_) => "the upstream store is busy; try again shortly",
         }
@@ -319,15 +321,15 @@ impl Upstream {
         self.call("clicks", || self.store.clicks(code)).await
     }
 
-    /// Adds `by` clicks to `code`, once per `idempotency_key`.
+    /// Adds each `(code, clicks)` of `batch` (at most [`store::MAX_BATCH_CODES`]), once per
+    /// `idempotency_key`.
     pub async fn add_clicks(
         &self,
-        code: &str,
-        by: u64,
+        batch: &[(String, u64)],
         idempotency_key: &str,
     ) -> Result<(), UpstreamError> {
         self.call("add clicks", || {
-            self.store.add_clicks(code, by, idempotency_key)
+            self.store.add_clicks(batch, idempotency_key)
         })
         .await
     }
@@ -366,7 +368,7 @@ impl Upstream {
             Err(UpstreamError::Rejected(_)) => "rejected",
             Err(UpstreamError::Failed(_)) => "server_error",
             Err(UpstreamError::Timeout(_)) => "timeout",
-            Err(UpstreamError::TooLarge) => "oversized",
+            Err(UpstreamError::TooLarge(_)) => "oversized",
             Err(UpstreamError::Malformed(_)) => "malformed",
             Err(UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_)) => "unreachable",
         };

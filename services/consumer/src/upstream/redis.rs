@@ -6,7 +6,8 @@
 //! - `portbound:links:{code}`: the link document, JSON, written only if absent (`SET … NX`);
 //! - `portbound:clicks:{code}`: the click count (`INCRBY`);
 //! - `portbound:batches:{idempotency key}`: a click batch already counted, kept 24 hours. A
-//!   Lua script checks it and increments in one atomic step, so a batch sent again counts once.
+//!   Lua script checks it and adds to every code of the batch in one atomic step, so a batch
+//!   sent again counts once.
 //!
 //! One [`ConnectionManager`] (one multiplexed connection) serves the process. It is made at the
 //! first call, so the consumer starts while Redis is away, and it reconnects by itself when
@@ -29,13 +30,18 @@ use crate::links::{Code, LinkDocument};
 /// How long a counted batch's key is kept: as long as the upstream keeps an `Idempotency-Key`.
 const BATCH_KEY_SECONDS: u64 = 24 * 60 * 60;
 
-/// Counts a click batch once: `KEYS[1]` the counter, `KEYS[2]` the batch's key; `ARGV[1]` the
-/// clicks, `ARGV[2]` how long the batch's key is kept. Returns the count.
+/// Counts a click batch once: `KEYS[1]` the batch's key, `KEYS[2…]` the counters; `ARGV[1]`
+/// how long the batch's key is kept, `ARGV[2…]` the clicks for each counter. Returns 1 when it
+/// counted, 0 when the batch had been counted before. (Once a script has written, Redis lets
+/// it finish even past `maxmemory`, so a batch is counted whole or not at all.)
 const ADD_ONCE: &str = r"
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return redis.call('INCRBY', KEYS[1], ARGV[1])
+if not redis.call('SET', KEYS[1], #KEYS - 1, 'NX', 'EX', ARGV[1]) then
+  return 0
 end
-return tonumber(redis.call('GET', KEYS[1]) or '0')
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[i])
+end
+return 1
 ";
 
 /// A Redis server holding links and clicks.
@@ -207,21 +213,20 @@ impl Store for RedisStore {
 
     fn add_clicks<'a>(
         &'a self,
-        code: &'a str,
-        by: u64,
+        batch: &'a [(String, u64)],
         idempotency_key: &'a str,
     ) -> Attempt<'a, ()> {
         Box::pin(async move {
+            let mut invocation = self.add_once.prepare_invoke();
+            invocation
+                .key(format!("portbound:batches:{idempotency_key}"))
+                .arg(BATCH_KEY_SECONDS);
+            for (code, by) in batch {
+                invocation.key(clicks_key(code)).arg(by);
+            }
             let (mut connection, unfinished) = self.connection().await?;
-            let _count: i64 = unfinished.finished(
-                self.add_once
-                    .key(clicks_key(code))
-                    .key(format!("portbound:batches:{idempotency_key}"))
-                    .arg(by)
-                    .arg(BATCH_KEY_SECONDS)
-                    .invoke_async(&mut connection)
-                    .await,
-            )?;
+            let _counted: i64 =
+                unfinished.finished(invocation.invoke_async(&mut connection).await)?;
             Ok(())
         })
     }

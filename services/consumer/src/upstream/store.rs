@@ -12,6 +12,9 @@ use futures_util::future::BoxFuture;
 use super::{Created, Info, UpstreamError};
 use crate::links::{Code, LinkDocument};
 
+/// The most codes one click batch carries: the v1 contract's bound on a batch of increments.
+pub const MAX_BATCH_CODES: usize = 1000;
+
 /// The result of one attempt.
 pub type Attempt<'a, T> = BoxFuture<'a, Result<T, UpstreamError>>;
 
@@ -35,12 +38,12 @@ pub trait Store: Send + Sync {
     /// The clicks counted for `code`; 0 when there are none.
     fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64>;
 
-    /// Adds `by` clicks to `code`, once per `idempotency_key`: a batch sent again with the same
-    /// key (for at least 24 hours) is not counted again.
+    /// Adds each `(code, clicks)` of `batch` (at most [`MAX_BATCH_CODES`]) in one atomic step,
+    /// once per `idempotency_key`: a batch sent again with the same key (for at least 24 hours)
+    /// is not counted again.
     fn add_clicks<'a>(
         &'a self,
-        code: &'a str,
-        by: u64,
+        batch: &'a [(String, u64)],
         idempotency_key: &'a str,
     ) -> Attempt<'a, ()>;
 }

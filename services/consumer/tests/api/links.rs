@@ -383,3 +383,40 @@ async fn the_openapi_document_and_metrics_are_served() {
     );
     assert!(metrics.contains("consumer_upstream_circuit 0"), "{metrics}");
 }
+
+#[tokio::test]
+async fn a_flush_sends_the_codes_clicked_in_batches_of_a_thousand_each_counted_once() {
+    let upstream = inprocess::upstream().await;
+    let settings = consumer::Settings::local(0, &upstream.attach_url()).unwrap();
+    let registry = prometheus::Registry::new();
+    let attached = std::sync::Arc::new(
+        consumer::upstream::Upstream::new(&settings.upstream, &registry).unwrap(),
+    );
+    let clicks = consumer::clicks::Clicks::new(attached, 10_000, &registry).unwrap();
+    let codes: Vec<consumer::links::Code> = (0..2500)
+        .map(|i| consumer::links::Code::parse(&format!("c{i}")).unwrap())
+        .collect();
+    for code in &codes {
+        clicks.record(code);
+    }
+    clicks.record(&codes[7]);
+
+    let flushed = clicks.flush().await;
+    assert_eq!(flushed.sent, 2501, "{flushed:?}");
+    let calls = registry
+        .gather()
+        .into_iter()
+        .find(|family| family.name() == "consumer_upstream_calls_total")
+        .unwrap();
+    let answered: f64 = calls
+        .get_metric()
+        .iter()
+        .filter(|metric| metric.get_label().iter().any(|l| l.value() == "answered"))
+        .map(|metric| metric.get_counter().get_value())
+        .sum();
+    assert_eq!(answered, 3.0, "2500 codes go in three batches");
+    for (code, expected) in [("c0", 1), ("c7", 2), ("c1999", 1), ("c2499", 1)] {
+        assert_eq!(upstream.counter(&format!("clicks/{code}")).await, expected);
+    }
+    assert_eq!(clicks.flush().await, consumer::clicks::Flushed::default());
+}

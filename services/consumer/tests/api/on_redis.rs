@@ -69,12 +69,29 @@ async fn a_click_batch_sent_twice_counts_once() {
     let settings = consumer::Settings::local(0, &redis.attach_url()).unwrap();
     let registry = prometheus::Registry::new();
     let upstream = consumer::upstream::Upstream::new(&settings.upstream, &registry).unwrap();
+    let batch = |counts: &[(&str, u64)]| -> Vec<(String, u64)> {
+        counts
+            .iter()
+            .map(|(code, by)| ((*code).to_owned(), *by))
+            .collect()
+    };
     for _ in 0..2 {
-        upstream.add_clicks("abc", 5, "batch-1").await.unwrap();
+        upstream
+            .add_clicks(&batch(&[("abc", 5), ("def", 1)]), "batch-1")
+            .await
+            .unwrap();
     }
-    upstream.add_clicks("abc", 2, "batch-2").await.unwrap();
-    let code = consumer::links::Code::parse("abc").unwrap();
-    assert_eq!(upstream.clicks(&code).await.unwrap(), 7);
+    upstream
+        .add_clicks(&batch(&[("abc", 2)]), "batch-2")
+        .await
+        .unwrap();
+    let upstream = &upstream;
+    let clicks = |code| async move {
+        let code = consumer::links::Code::parse(code).unwrap();
+        upstream.clicks(&code).await.unwrap()
+    };
+    assert_eq!(clicks("abc").await, 7);
+    assert_eq!(clicks("def").await, 1);
     let mut connection = redis.connection().await;
     let kept: i64 = connection.ttl("portbound:batches:batch-1").await.unwrap();
     assert!((86_000..=86_400).contains(&kept), "kept {kept} s");

@@ -62,6 +62,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .delete(kv::delete),
                 )
                 .service(
+                    web::resource("/counters")
+                        .app_data(shared::problem::payload_config(counters::MAX_BATCH_BYTES))
+                        .post(counters::increment_many),
+                )
+                .service(
                     web::resource("/counters/{name}*")
                         .get(counters::get)
                         .post(counters::increment),

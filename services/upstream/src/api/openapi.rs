@@ -19,7 +19,7 @@ use crate::settings::INSTANCE_PATTERN;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portbound upstream", description = "A durable key–value store with counters: the backing service the consumer attaches to by URL."),
-    paths(kv::put, kv::get, kv::delete, kv::list, counters::increment, counters::get, info::info, info::readyz),
+    paths(kv::put, kv::get, kv::delete, kv::list, counters::increment, counters::increment_many, counters::get, info::info, info::readyz),
     components(schemas(crate::key::Key, super::EntityTags, super::Version, counters::IdempotencyKey)),
     tags((name = "kv", description = "JSON values under keys"),
         (name = "counters", description = "Atomic counters"),

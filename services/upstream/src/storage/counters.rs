@@ -1,7 +1,15 @@
 //! Counters, added to atomically, and the idempotency keys that make a retried increment count
 //! once.
+//!
+//! One counter's key is remembered per counter. A batch of increments (many counters in one
+//! atomic step) has one key for the whole batch, remembered with a digest of what it asked
+//! for and the values it produced: a client that sends many counts at once (the consumer's
+//! clicks) leaves one row per batch, not one per counter.
+
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
 use super::schema::unix_now;
 use super::{Store, StoreError};
@@ -18,6 +26,19 @@ pub enum Increment {
     KeyReused,
     /// The counter would leave the range of a 64-bit signed integer.
     Overflow,
+}
+
+/// What an `increment_many` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Increments {
+    /// Counted now; each counter's value after its increment, in the batch's order.
+    Counted { values: Vec<i64> },
+    /// This batch's idempotency key was already counted; the values it produced then.
+    Replayed { values: Vec<i64> },
+    /// This idempotency key was used for a different batch.
+    KeyReused,
+    /// This counter would leave the range of a 64-bit signed integer; nothing was counted.
+    Overflow { name: Key },
 }
 
 impl Store {
@@ -72,6 +93,71 @@ impl Store {
             .await
     }
 
+    /// Applies every increment of `batch`, in order (a counter may appear more than once), all
+    /// or none, once per `idempotency_key`.
+    pub async fn increment_many(
+        &self,
+        batch: Vec<(Key, i64)>,
+        idempotency_key: Option<String>,
+    ) -> Result<Increments, StoreError> {
+        self.writer
+            .run(move |conn, _| {
+                let digest = batch_digest(&batch);
+                if let Some(key) = &idempotency_key {
+                    let earlier: Option<(Vec<u8>, String)> = conn
+                        .prepare_cached(
+                            "SELECT digest, answer FROM batch_idempotency WHERE key = ?1",
+                        )?
+                        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()?;
+                    if let Some((earlier_digest, answer)) = earlier {
+                        if earlier_digest != digest {
+                            return Ok(Increments::KeyReused);
+                        }
+                        let values = serde_json::from_str(&answer).map_err(|error| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                1,
+                                rusqlite::types::Type::Text,
+                                Box::new(error),
+                            )
+                        })?;
+                        return Ok(Increments::Replayed { values });
+                    }
+                }
+                // Every sum is known before anything is written, so an overflow writes nothing.
+                let mut current: HashMap<&str, i64> = HashMap::new();
+                let mut values = Vec::with_capacity(batch.len());
+                for (name, amount) in &batch {
+                    let value = match current.get(name.as_str()) {
+                        Some(value) => *value,
+                        None => counter_value(conn, name)?,
+                    };
+                    let Some(value) = value.checked_add(*amount) else {
+                        return Ok(Increments::Overflow { name: name.clone() });
+                    };
+                    current.insert(name.as_str(), value);
+                    values.push(value);
+                }
+                let mut write = conn.prepare_cached(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )?;
+                for (name, value) in &current {
+                    write.execute(params![name, value])?;
+                }
+                if let Some(key) = &idempotency_key {
+                    let answer = serde_json::to_string(&values).expect("integers serialize");
+                    conn.prepare_cached(
+                        "INSERT INTO batch_idempotency (key, digest, answer, created_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![key, digest, answer, unix_now()])?;
+                }
+                Ok(Increments::Counted { values })
+            })
+            .await
+    }
+
     /// The counter's value; 0 when it was never incremented.
     pub async fn counter(&self, name: Key) -> Result<i64, StoreError> {
         self.read(move |conn| counter_value(conn, &name)).await
@@ -84,4 +170,16 @@ fn counter_value(conn: &Connection, name: &Key) -> Result<i64, StoreError> {
         .query_row([name.as_str()], |row| row.get(0))
         .optional()?
         .unwrap_or(0))
+}
+
+/// What identifies a batch's request: a SHA-256 of its names and amounts, in order.
+fn batch_digest(batch: &[(Key, i64)]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for (name, amount) in batch {
+        // A name is at most 256 bytes; its length first keeps two batches from reading alike.
+        hasher.update((name.as_str().len() as u64).to_be_bytes());
+        hasher.update(name.as_str());
+        hasher.update(amount.to_be_bytes());
+    }
+    hasher.finalize().to_vec()
 }

@@ -41,7 +41,7 @@ use rusqlite::{Connection, OpenFlags};
 use cache::ReadCache;
 use writer::{FullDisk, Writer, WriterContext};
 
-pub use counters::Increment;
+pub use counters::{Increment, Increments};
 pub use kv::{Delete, Page, Precondition, Put};
 pub use schema::IDEMPOTENCY_TTL;
 pub use writer::DEFAULT_QUEUE as DEFAULT_WRITE_QUEUE;

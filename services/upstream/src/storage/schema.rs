@@ -28,6 +28,15 @@ const SCHEMA: &str = "
         PRIMARY KEY (counter, key)
     );
     CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+    -- A batch of increments' key: a digest of the batch and the values it produced, as JSON.
+    CREATE TABLE IF NOT EXISTS batch_idempotency (
+        key        TEXT PRIMARY KEY,
+        digest     BLOB NOT NULL,
+        answer     TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS batch_idempotency_created_at
+        ON batch_idempotency (created_at);
     CREATE TABLE IF NOT EXISTS sequence (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -65,7 +74,12 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), OpenError> {
 /// then, inside one of its transactions.
 pub(super) fn prune_idempotency_keys(conn: &Connection) -> rusqlite::Result<usize> {
     let cutoff = unix_now() - IDEMPOTENCY_TTL.as_secs() as i64;
-    conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [cutoff])
+    let one = conn.execute("DELETE FROM idempotency WHERE created_at < ?1", [cutoff])?;
+    let batches = conn.execute(
+        "DELETE FROM batch_idempotency WHERE created_at < ?1",
+        [cutoff],
+    )?;
+    Ok(one + batches)
 }
 
 /// Adds `change` (1 or -1) to the number of keys, in the caller's transaction.

@@ -309,3 +309,53 @@ async fn a_database_from_before_the_count_is_counted_once_when_opened() {
     assert_eq!(store.key_count().await.unwrap(), 2);
     store.close().await;
 }
+
+#[tokio::test]
+async fn expired_keys_of_single_increments_and_of_batches_are_pruned_and_no_others() {
+    let store = memory();
+    let batch = || vec![(key("c"), 1)];
+    store
+        .increment(key("c"), 1, Some("old".into()))
+        .await
+        .unwrap();
+    store
+        .increment_many(batch(), Some("old-batch".into()))
+        .await
+        .unwrap();
+    store
+        .increment_many(batch(), Some("new-batch".into()))
+        .await
+        .unwrap();
+    let expired = schema::unix_now() - IDEMPOTENCY_TTL.as_secs() as i64 - 1;
+    let removed = store
+        .writer
+        .run(move |conn, _| {
+            conn.execute(
+                "UPDATE idempotency SET created_at = ?1 WHERE key = 'old'",
+                [expired],
+            )?;
+            conn.execute(
+                "UPDATE batch_idempotency SET created_at = ?1 WHERE key = 'old-batch'",
+                [expired],
+            )?;
+            Ok(schema::prune_idempotency_keys(conn)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    // The kept key still replays; the pruned ones count as new.
+    assert_eq!(
+        store
+            .increment_many(batch(), Some("new-batch".into()))
+            .await
+            .unwrap(),
+        Increments::Replayed { values: vec![3] }
+    );
+    assert_eq!(
+        store
+            .increment_many(batch(), Some("old-batch".into()))
+            .await
+            .unwrap(),
+        Increments::Counted { values: vec![4] }
+    );
+}
