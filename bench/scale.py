@@ -174,10 +174,11 @@ def database_bytes(workdir):
 
 
 def idempotency_keys(workdir):
-    """Rows of the upstream's idempotency table, read beside the running upstream (WAL mode
-    lets a reader in)."""
+    """Rows of the upstream's idempotency tables (single increments' keys and batches' keys),
+    read beside the running upstream (WAL mode lets a reader in)."""
     with sqlite3.connect(f"file:{workdir / 'upstream.sqlite3'}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM idempotency").fetchone()[0]
+        return db.execute("SELECT (SELECT count(*) FROM idempotency)"
+                          " + (SELECT count(*) FROM batch_idempotency)").fetchone()[0]
 
 
 def clicks_flushed(consumer):
