@@ -12,9 +12,6 @@ Four targets, the first three reading the same link document from the same upstr
   C  consumer  GET /{code}  (302)               the hop this project is about
   R  consumer  GET /{code}  (302)               the same binary attached to Redis instead
                                                 (UPSTREAM_URL=redis://…, the same links seeded)
-  H  consumer  GET /{code}  (302)               the same binary and upstream as C, speaking
-                                                HTTP/2 with prior knowledge to it
-                                                (UPSTREAM_HTTP2=prior-knowledge)
   B  baseline  GET /{code}  (302)               with --baseline REV: the consumer built from
                                                 that commit, to see what a change costs C
 
@@ -153,7 +150,7 @@ class Stack:
         self.pinned = pinned
         self.workdir = workdir
         self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port(),
-                      "redis": free_port(), "consumer-redis": free_port(), "consumer-h2": free_port()}
+                      "redis": free_port(), "consumer-redis": free_port()}
         self.binaries = binaries
         self.baseline = baseline
         if baseline:
@@ -183,10 +180,6 @@ class Stack:
             **base, "PORT": str(self.ports["consumer"]),
             "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
         wait_ready(f"http://127.0.0.1:{self.ports['consumer']}/readyz", consumer)
-        consumer_h2 = self.spawn("consumer-h2", [str(self.binaries / "consumer")], {
-            **base, "PORT": str(self.ports["consumer-h2"]),
-            "UPSTREAM_URL": f"http://127.0.0.1:{up}/", "UPSTREAM_HTTP2": "prior-knowledge"})
-        wait_ready(f"http://127.0.0.1:{self.ports['consumer-h2']}/readyz", consumer_h2)
         # Redis as compose runs it: every write on disk before it answers.
         redis = self.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports["redis"]),
                                      "--dir", str(self.workdir), "--appendonly", "yes",
@@ -252,7 +245,6 @@ def targets(stack, code):
         "N": {"url": f"http://127.0.0.1:{ng}/v1/kv/links/{code}", "status": 200},
         "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
         "R": {"url": f"http://127.0.0.1:{stack.ports['consumer-redis']}/{code}", "status": 302},
-        "H": {"url": f"http://127.0.0.1:{stack.ports['consumer-h2']}/{code}", "status": 302},
     }
     if "baseline" in stack.ports:
         found["B"] = {"url": f"http://127.0.0.1:{stack.ports['baseline']}/{code}", "status": 302}
@@ -269,7 +261,7 @@ def check(targets_, target_url):
             raise SystemExit(f"{name}: Location is {headers.get('location')!r}, expected {target_url!r}")
         if not redirects and json.loads(body).get("url") != target_url:
             raise SystemExit(f"{name}: the body is {body[:200]!r}")
-    say("each target checked once: D and N answer the link document, C, R, H (and B) redirect to its target")
+    say("each target checked once: D and N answer the link document, C, R (and B) redirect to its target")
 
 
 def wrk(url, expected, connections, seconds, pinned, script):
@@ -338,11 +330,11 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
 
 def summarize(runs, c1_runs):
     by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
-    names = [name for name in "DNCRHB" if by(runs, name)]
+    names = [name for name in "DNCRB" if by(runs, name)]
     rounds = sorted({r["round"] for r in runs})
     rps = {(r["round"], r["target"]): r["rps"] for r in runs}
     ratios = {}
-    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("H", "C"), ("C", "B")):
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("C", "B")):
         if a in names and b in names:
             ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
     absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
@@ -379,7 +371,7 @@ def report(result):
         say("  -c1 p50/p99 us: " + ", ".join(f"{name} {c1[name]['p50_us']:.0f}/{c1[name]['p99_us']:.0f}"
                                              for name in s["median"]))
         for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("R", "the hop to Redis"),
-                           ("H", "the HTTP/2 hop"), ("B", "the baseline's hop")):
+                           ("B", "the baseline's hop")):
             if hop not in c1["hop_us"]:
                 continue
             p50, p99 = c1["hop_us"][hop]["p50_us"], c1["hop_us"][hop]["p99_us"]
@@ -388,17 +380,14 @@ def report(result):
     say(f"  errors and unexpected statuses: {s['errors']}")
 
 
-LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "H": "H over HTTP/2",
-          "B": "B baseline"}
+LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
 
 
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
-    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "H": "#76b7b2",
-              "B": "#bab0ac"}
-    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "H": "H HTTP/2",
-             "B": "B baseline"}
-    present = [name for name in "DNCRHB" if all(name in r["summary"]["median"] for r in results)]
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "B": "#bab0ac"}
+    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
+    present = [name for name in "DNCRB" if all(name in r["summary"]["median"] for r in results)]
     width, height, left, top, bottom = 720, 360, 70, 50, 60
     highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)

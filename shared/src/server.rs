@@ -156,11 +156,10 @@ impl ServerSettings {
         let server = server
             .workers(self.workers)
             .keep_alive(KEEP_ALIVE)
-            .tcp_nodelay(true)
             .client_request_timeout(REQUEST_HEAD_TIMEOUT)
             .shutdown_timeout(self.shutdown_timeout.as_secs_f64().ceil() as u64)
             .disable_signals()
-            .listen_auto_h2c(listener)
+            .listen(listener)
             .map_err(|error| {
                 ConfigError::invalid(
                     "PORT",

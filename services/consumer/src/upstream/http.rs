@@ -56,11 +56,7 @@ pub struct HttpStore {
 
 impl HttpStore {
     pub fn new(attachment: HttpAttachment, settings: &UpstreamSettings) -> Self {
-        let mut builder = reqwest::Client::builder();
-        if std::env::var("UPSTREAM_HTTP2").as_deref() == Ok("prior-knowledge") {
-            builder = builder.http2_prior_knowledge();
-        }
-        let http = builder
+        let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
             // request never lands on a connection the server is closing.
