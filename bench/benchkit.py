@@ -97,11 +97,13 @@ def lower(headers):
     return {name.lower(): value for name, value in headers.items()}
 
 
-def wait_ready(url, process):
+def wait_ready(url, process, log=None):
+    """Polls `url` until it answers 200; `log`, the process's output file, is shown if it exits."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{url}: the process exited with {process.returncode}")
+            said = Path(log).read_text(errors="replace")[-2000:] if log else ""
+            raise SystemExit(f"{url}: the process exited with {process.returncode}\n{said}")
         try:
             if request(url)[0] == 200:
                 return

@@ -149,12 +149,16 @@ class Stack:
         self.processes = []
         self.pinned = pinned
         self.workdir = workdir
-        self.ports = {"upstream": free_port(), "consumer": free_port(), "nginx": free_port(),
-                      "redis": free_port(), "consumer-redis": free_port()}
+        # Each port is picked just before its server starts: one picked earlier can meanwhile be
+        # taken as the local port of a connection another server makes.
+        self.ports = {}
         self.binaries = binaries
         self.baseline = baseline
-        if baseline:
-            self.ports["baseline"] = free_port()
+
+    def port(self, name):
+        """A free port for server `name`, picked now."""
+        self.ports[name] = free_port()
+        return self.ports[name]
 
     def spawn(self, name, argv, env=None):
         if self.pinned:
@@ -165,42 +169,45 @@ class Stack:
         self.processes.append((name, process))
         return process
 
+    def wait_ready(self, name, path="/readyz"):
+        """Waits for server `name` (the last of that name spawned) to answer `path`."""
+        process = next(p for n, p in reversed(self.processes) if n == name)
+        wait_ready(f"http://127.0.0.1:{self.ports[name]}{path}", process, self.workdir / f"{name}.log")
+
     def start(self):
         base = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1",
                 # The access log goes off, as nginx's does below; startup lines stay.
                 "RUST_LOG": "info,actix_web::middleware::logger=warn"}
         if self.pinned:
             base["WORKERS"] = "1"
-        up = self.ports["upstream"]
-        upstream = self.spawn("upstream", [str(self.binaries / "upstream")], {
+        up = self.port("upstream")
+        self.spawn("upstream", [str(self.binaries / "upstream")], {
             **base, "PORT": str(up), "DATABASE_PATH": str(self.workdir / "upstream.sqlite3"),
             "INSTANCE_NAME": "bench"})
-        wait_ready(f"http://127.0.0.1:{up}/readyz", upstream)
-        consumer = self.spawn("consumer", [str(self.binaries / "consumer")], {
-            **base, "PORT": str(self.ports["consumer"]),
-            "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
-        wait_ready(f"http://127.0.0.1:{self.ports['consumer']}/readyz", consumer)
+        self.wait_ready("upstream")
+        self.spawn("consumer", [str(self.binaries / "consumer")], {
+            **base, "PORT": str(self.port("consumer")), "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
+        self.wait_ready("consumer")
         # Redis as compose runs it: every write on disk before it answers.
-        redis = self.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.ports["redis"]),
+        redis = self.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port("redis")),
                                      "--dir", str(self.workdir), "--appendonly", "yes",
                                      "--appendfsync", "always", "--save", ""])
         wait_redis(self.ports["redis"], redis)
-        consumer_redis = self.spawn("consumer-redis", [str(self.binaries / "consumer")], {
-            **base, "PORT": str(self.ports["consumer-redis"]),
+        self.spawn("consumer-redis", [str(self.binaries / "consumer")], {
+            **base, "PORT": str(self.port("consumer-redis")),
             "UPSTREAM_URL": f"redis://127.0.0.1:{self.ports['redis']}/0"})
-        wait_ready(f"http://127.0.0.1:{self.ports['consumer-redis']}/readyz", consumer_redis)
+        self.wait_ready("consumer-redis")
         if self.baseline:
-            baseline = self.spawn("baseline", [str(self.baseline)], {
-                **base, "PORT": str(self.ports["baseline"]),
-                "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
-            wait_ready(f"http://127.0.0.1:{self.ports['baseline']}/readyz", baseline)
+            self.spawn("baseline", [str(self.baseline)], {
+                **base, "PORT": str(self.port("baseline")), "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
+            self.wait_ready("baseline")
         nginx_dir = self.workdir / "nginx"
         nginx_dir.mkdir(exist_ok=True)
         conf = nginx_dir / "nginx.conf"
         conf.write_text(NGINX_CONF.format(workers=1 if self.pinned else "auto", dir=nginx_dir,
-                                          upstream=up, port=self.ports["nginx"]))
-        nginx = self.spawn("nginx", ["nginx", "-c", str(conf), "-p", str(nginx_dir), "-e", "stderr"])
-        wait_ready(f"http://127.0.0.1:{self.ports['nginx']}/readyz", nginx)
+                                          upstream=up, port=self.port("nginx")))
+        self.spawn("nginx", ["nginx", "-c", str(conf), "-p", str(nginx_dir), "-e", "stderr"])
+        self.wait_ready("nginx")
 
     def server_pids(self):
         """Every process of each server (nginx: master and workers)."""
