@@ -29,10 +29,10 @@ pub const MAX_REPLY_BYTES: usize = 32 * 1024;
 
 const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
 
-/// The most the consumer reads of a click batch's reply: each counter's name (`clicks/` and a
-/// code of at most 64 characters, [`crate::links::CODE_PATTERN`]) and its value (at most 20 characters) in
-/// `{"name":"…","value":…},` is at most 111 bytes; 1 KiB more for the rest.
-pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * 111 + 1024;
+/// The most the consumer reads of a click batch's reply: each counter as
+/// `{"name":"clicks/…","value":…},` is at most 112 bytes (a code of at most 64 characters,
+/// [`crate::links::CODE_PATTERN`], and a value of at most 20), plus 1 KiB for the rest.
+pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * 112 + 1024;
 
 /// Where a link's document and its click counter live upstream: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`

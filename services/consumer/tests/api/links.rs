@@ -393,8 +393,10 @@ async fn a_flush_sends_the_codes_clicked_in_batches_of_a_thousand_each_counted_o
         consumer::upstream::Upstream::new(&settings.upstream, &registry).unwrap(),
     );
     let clicks = consumer::clicks::Clicks::new(attached, 10_000, &registry).unwrap();
+    // The longest codes, so that a full batch's reply is as long as it gets.
+    let code = |i: usize| format!("c{i:0>63}");
     let codes: Vec<consumer::links::Code> = (0..2500)
-        .map(|i| consumer::links::Code::parse(&format!("c{i}")).unwrap())
+        .map(|i| consumer::links::Code::parse(&code(i)).unwrap())
         .collect();
     for code in &codes {
         clicks.record(code);
@@ -415,8 +417,11 @@ async fn a_flush_sends_the_codes_clicked_in_batches_of_a_thousand_each_counted_o
         .map(|metric| metric.get_counter().get_value())
         .sum();
     assert_eq!(answered, 3.0, "2500 codes go in three batches");
-    for (code, expected) in [("c0", 1), ("c7", 2), ("c1999", 1), ("c2499", 1)] {
-        assert_eq!(upstream.counter(&format!("clicks/{code}")).await, expected);
+    for (i, expected) in [(0, 1), (7, 2), (1999, 1), (2499, 1)] {
+        assert_eq!(
+            upstream.counter(&format!("clicks/{}", code(i))).await,
+            expected
+        );
     }
     assert_eq!(clicks.flush().await, consumer::clicks::Flushed::default());
 }
