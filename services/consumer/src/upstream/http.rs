@@ -185,6 +185,10 @@ impl Store for HttpStore {
             name: String,
             by: &'a u64,
         }
+        #[derive(Serialize)]
+        struct Increments<'a> {
+            increments: Vec<Increment<'a>>,
+        }
         Box::pin(async move {
             let increments: Vec<Increment> = batch
                 .iter()
@@ -193,8 +197,7 @@ impl Store for HttpStore {
                     by,
                 })
                 .collect();
-            let body =
-                serde_json::to_vec(&serde_json::json!({ "increments": increments })).expect("JSON");
+            let body = serde_json::to_vec(&Increments { increments }).expect("JSON");
             let mut headers = HeaderMap::new();
             let key = HeaderValue::from_str(idempotency_key)
                 .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;

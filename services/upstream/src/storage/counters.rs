@@ -70,11 +70,7 @@ impl Store {
                 let Some(value) = current.checked_add(amount) else {
                     return Ok(Increment::Overflow);
                 };
-                conn.prepare_cached(
-                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![name.as_str(), value])?;
+                set_counter(conn, name.as_str(), value)?;
                 if let Some(key) = &idempotency_key {
                     conn.prepare_cached(
                         "INSERT INTO idempotency (counter, key, amount, value, created_at)
@@ -138,12 +134,8 @@ impl Store {
                     current.insert(name.as_str(), value);
                     values.push(value);
                 }
-                let mut write = conn.prepare_cached(
-                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                )?;
                 for (name, value) in &current {
-                    write.execute(params![name, value])?;
+                    set_counter(conn, name, *value)?;
                 }
                 if let Some(key) = &idempotency_key {
                     let answer = serde_json::to_string(&values).expect("integers serialize");
@@ -170,6 +162,15 @@ fn counter_value(conn: &Connection, name: &Key) -> Result<i64, StoreError> {
         .query_row([name.as_str()], |row| row.get(0))
         .optional()?
         .unwrap_or(0))
+}
+
+fn set_counter(conn: &Connection, name: &str, value: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![name, value])?;
+    Ok(())
 }
 
 /// What identifies a batch's request: a SHA-256 of its names and amounts, in order.
