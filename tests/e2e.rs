@@ -18,14 +18,14 @@ use reqwest::{Client, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use testkit::backend::{Backend, Kind};
 use testkit::contract;
+use testkit::kinds::{Backend, Kind};
 use testkit::process::{
     Service, TOKEN, attach, binary, external, run_to_exit, skipped_on_external_stack,
     spawn_consumer, spawn_upstream,
 };
 use testkit::proxy::Fault;
-use testkit::{assert_problem, backends, eventually, get_json, get_text};
+use testkit::{assert_problem, eventually, get_json, get_text, misbehaving};
 
 /// Runs each consumer case named here against each kind of backing service, from one body:
 /// `case::http` against portbound's upstream, `case::redis` against a real `redis-server`
@@ -35,12 +35,12 @@ macro_rules! on_each_backend {
         mod $case {
             #[tokio::test]
             async fn http() {
-                super::$case(testkit::backend::Kind::Http).await;
+                super::$case(testkit::kinds::Kind::Http).await;
             }
 
             #[tokio::test]
             async fn redis() {
-                super::$case(testkit::backend::Kind::Redis).await;
+                super::$case(testkit::kinds::Kind::Redis).await;
             }
         }
     )*};
@@ -379,7 +379,7 @@ async fn the_consumer_starts_without_its_upstream_and_recovers_when_it_comes() {
     ) {
         return;
     }
-    let (port, _held) = backends::refusing_port();
+    let (port, _held) = misbehaving::refusing_port();
     let consumer = spawn_consumer(&attach(port), &[("CIRCUIT_COOLDOWN", "500ms")]).await;
     let client = client();
     let live = client
@@ -619,7 +619,7 @@ async fn faults_between_consumer_and_backend_time_out_trip_the_circuit_and_never
         || async {
             let reset = follow().await.unwrap();
             let problem = assert_problem(reset, StatusCode::SERVICE_UNAVAILABLE).await;
-            problem["detail"] == "the upstream store is unreachable"
+            problem["detail"] == "the backend is unreachable"
         },
     )
     .await;
@@ -822,7 +822,7 @@ async fn endless_replies_to_hundreds_of_requests_keep_the_consumers_memory_bound
     ) {
         return;
     }
-    let upstream = backends::hostile(backends::Hostility::Endless).await;
+    let upstream = misbehaving::hostile(misbehaving::Hostility::Endless).await;
     let port = upstream.port;
     // Every request reaches the hostile upstream: the circuit never opens.
     let consumer = spawn_consumer(

@@ -5,16 +5,22 @@
 //! needs it: one line with the variable, the value as given (credentials hidden) and what was
 //! expected. A service turns that line into exit status 2 before it binds anything.
 //!
+//! A variable is declared in one place only: the call that reads it ([`Layers::parse`] and its
+//! siblings), with its default and what it expects. There is no second list to keep in step:
+//! every variable is taken from the environment, and [`Layers`] remembers which ones were read,
+//! so that [`Layers::refuse_unknown_keys`] can refuse a key in the file that no setting reads
+//! (a typo), and tests can list the variables with their defaults ([`Layers::variables`]) and
+//! prove each one is read from the environment ([`not_read_from_the_environment`]).
+//!
 //! Keys in the file are the variable names in lower case (`port = 8081`,
-//! `database_path = "…"`). Only the service's own variables are taken from the environment, so
-//! an unknown key in the file is a typo and is refused rather than ignored. An empty variable
-//! counts as unset.
+//! `database_path = "…"`). An empty variable counts as unset.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Map, Source, Value};
@@ -61,12 +67,24 @@ impl ConfigError {
     }
 }
 
+/// A variable a service reads, as its reading declared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// The value used when it is unset; `None` for a variable that is simply absent then.
+    pub default: Option<String>,
+}
+
 /// The merged layers of one service's configuration, ready to be read variable by variable.
 #[derive(Debug)]
 pub struct Layers {
     /// Lower-case variable name → value, each value knowing where it came from.
     values: Map<String, Value>,
+    /// The keys the file holds, lower case.
+    file_keys: Vec<String>,
     file: Option<PathBuf>,
+    /// Every variable read so far, by name, with its default.
+    read: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 /// A raw value and where it came from.
@@ -75,23 +93,25 @@ struct Raw {
     origin: String,
 }
 
+/// What the environment calls a variable: upper-case letters, digits and `_`, as POSIX names
+/// them. Other names in the environment are no setting's and are passed over.
+fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
 impl Layers {
-    /// Merges `CONFIG_FILE` and the process environment for the variables named in `groups`
-    /// (for example the server's and the service's own).
-    pub fn load(groups: &[&[&str]]) -> Result<Self, ConfigError> {
-        Self::from_vars(groups, std::env::vars())
+    /// Merges `CONFIG_FILE` and the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
     }
 
     /// Like [`Layers::load`], with the environment given; tests use it to stay isolated.
     pub fn from_vars(
-        groups: &[&[&str]],
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let names: Vec<&str> = groups
-            .iter()
-            .flat_map(|group| group.iter().copied())
-            .collect();
-        let known: HashSet<&str> = names.iter().copied().collect();
         let mut env = Map::new();
         let mut file = None;
         for (name, value) in vars {
@@ -100,44 +120,88 @@ impl Layers {
             }
             if name == CONFIG_FILE {
                 file = Some(PathBuf::from(value));
-            } else if known.contains(name.as_str()) {
+            } else if is_variable_name(&name) {
                 env.insert(name, value);
             }
         }
 
+        let file_error = |error: config::ConfigError| ConfigError::File {
+            path: display_path(file.as_ref()),
+            reason: error.to_string(),
+        };
         let mut builder = Config::builder();
+        let mut file_keys = Vec::new();
         if let Some(path) = &file {
-            builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
+            let source = File::from(path.as_path()).format(FileFormat::Toml);
+            file_keys = source.collect().map_err(file_error)?.into_keys().collect();
+            builder = builder.add_source(source);
         }
         let values = builder
             .add_source(Environment::default().source(Some(env)))
             .build()
             .and_then(|config: Config| config.collect())
-            .map_err(|error| ConfigError::File {
-                path: display_path(file.as_ref()),
-                reason: error.to_string(),
-            })?;
+            .map_err(file_error)?;
 
-        let layers = Layers { values, file };
-        layers.refuse_unknown_keys(&names)?;
-        Ok(layers)
+        let mut read = BTreeMap::new();
+        read.insert(CONFIG_FILE.to_owned(), None);
+        Ok(Layers {
+            values,
+            file_keys,
+            file,
+            read: Mutex::new(read),
+        })
     }
 
-    fn refuse_unknown_keys(&self, names: &[&str]) -> Result<(), ConfigError> {
-        let mut keys: Vec<&String> = self.values.keys().collect();
+    /// Refuses a key in the file that no variable read so far is called: a typo, which would
+    /// otherwise be silently ignored. Called once the settings have been read.
+    pub fn refuse_unknown_keys(&self) -> Result<(), ConfigError> {
+        let known: Vec<String> = self
+            .variables()
+            .into_iter()
+            .map(|variable| variable.name.to_lowercase())
+            .collect();
+        let mut keys: Vec<&String> = self.file_keys.iter().collect();
         keys.sort();
-        let lower: Vec<String> = names.iter().map(|name| name.to_lowercase()).collect();
-        match keys.into_iter().find(|key| !lower.contains(key)) {
+        match keys.into_iter().find(|key| !known.contains(key)) {
             None => Ok(()),
             Some(key) => Err(ConfigError::UnknownKey {
                 path: display_path(self.file.as_ref()),
                 key: key.clone(),
-                known: lower.join(", "),
+                known: known.join(", "),
             }),
         }
     }
 
-    fn raw(&self, variable: &str) -> Option<Raw> {
+    /// Every variable read so far, in name order, with its default.
+    pub fn variables(&self) -> Vec<Variable> {
+        self.read
+            .lock()
+            .expect("the record of variables read")
+            .iter()
+            .map(|(name, default)| Variable {
+                name: name.clone(),
+                default: default.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether `variable` was read, and its value came from the environment.
+    pub fn read_from_environment(&self, variable: &str) -> bool {
+        self.read
+            .lock()
+            .expect("the record of variables read")
+            .contains_key(variable)
+            && self
+                .values
+                .get(&variable.to_lowercase())
+                .is_some_and(|value| value.origin().is_none_or(|o| o == "the environment"))
+    }
+
+    fn raw(&self, variable: &str, default: Option<&str>) -> Option<Raw> {
+        self.read
+            .lock()
+            .expect("the record of variables read")
+            .insert(variable.to_owned(), default.map(str::to_owned));
         let value = self.values.get(&variable.to_lowercase())?.clone();
         let origin = match value.origin() {
             Some(origin) if origin != "the environment" => format!(" (from {origin})"),
@@ -155,7 +219,7 @@ impl Layers {
         expected: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> Result<T, ConfigError> {
-        let raw = self.raw(variable).unwrap_or(Raw {
+        let raw = self.raw(variable, Some(default)).unwrap_or(Raw {
             text: default.to_owned(),
             origin: " (the default)".to_owned(),
         });
@@ -169,7 +233,7 @@ impl Layers {
         expected: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> Result<Option<T>, ConfigError> {
-        self.raw(variable)
+        self.raw(variable, None)
             .map(|raw| parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, false)))
             .transpose()
     }
@@ -181,10 +245,37 @@ impl Layers {
         expected: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> Result<Option<T>, ConfigError> {
-        self.raw(variable)
+        self.raw(variable, None)
             .map(|raw| parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, true)))
             .transpose()
     }
+}
+
+/// The variables that `read` (a service's settings, read from [`Layers`]) reads but does not
+/// take from the environment: each is set in turn, alone, to its default (or to `x` where it
+/// has none), and must then be found read from the environment. Empty when every variable can
+/// be set there; each service's tests assert that.
+pub fn not_read_from_the_environment<T>(
+    read: impl Fn(&Layers) -> Result<T, ConfigError>,
+) -> Vec<String> {
+    let defaults = Layers::from_vars([]).expect("no file, no environment");
+    // With nothing set, every variable takes its default; a settings reader that fails here
+    // reads fewer variables, which the list below then misses.
+    let _ = read(&defaults);
+    defaults
+        .variables()
+        .into_iter()
+        .filter(|variable| variable.name != CONFIG_FILE)
+        .filter(|variable| {
+            let value = variable.default.clone().unwrap_or_else(|| "x".to_owned());
+            let layers =
+                Layers::from_vars([(variable.name.clone(), value)]).expect("one variable, no file");
+            // A value this reader refuses was still read: what counts is where it came from.
+            let _ = read(&layers);
+            !layers.read_from_environment(&variable.name)
+        })
+        .map(|variable| variable.name)
+        .collect()
 }
 
 fn invalid(variable: &str, raw: &Raw, expected: &str, secret: bool) -> ConfigError {
@@ -241,8 +332,6 @@ mod tests {
         }
     }
 
-    const NAMES: &[&str] = &["PORT", "TIMEOUT", "TOKEN"];
-
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -256,7 +345,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let layers = Layers::from_vars(&[NAMES], vars(&[])).unwrap();
+        let layers = Layers::from_vars(vars(&[])).unwrap();
         assert_eq!(port(&layers), Ok(8081));
     }
 
@@ -267,16 +356,16 @@ mod tests {
         std::fs::write(&path, "port = 9000\ntimeout = \"3s\"\n").unwrap();
         let file = path.to_str().unwrap();
 
-        let from_file = Layers::from_vars(&[NAMES], vars(&[("CONFIG_FILE", file)])).unwrap();
+        let from_file = Layers::from_vars(vars(&[("CONFIG_FILE", file)])).unwrap();
         assert_eq!(port(&from_file), Ok(9000));
 
-        let both = Layers::from_vars(&[NAMES], vars(&[("CONFIG_FILE", file), ("PORT", "9001")]));
+        let both = Layers::from_vars(vars(&[("CONFIG_FILE", file), ("PORT", "9001")]));
         assert_eq!(port(&both.unwrap()), Ok(9001));
     }
 
     #[test]
     fn a_bad_value_names_the_variable_the_value_and_what_is_expected() {
-        let layers = Layers::from_vars(&[NAMES], vars(&[("PORT", "80x")])).unwrap();
+        let layers = Layers::from_vars(vars(&[("PORT", "80x")])).unwrap();
         let error = port(&layers).unwrap_err().to_string();
         assert_eq!(
             error,
@@ -290,7 +379,7 @@ mod tests {
         let path = dir.path().join("settings.toml");
         std::fs::write(&path, "timeout = \"soon\"\n").unwrap();
         let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
-        let layers = Layers::from_vars(&[NAMES], env).unwrap();
+        let layers = Layers::from_vars(env).unwrap();
         let error = layers
             .parse("TIMEOUT", "2s", DURATION_EXPECTED, duration)
             .unwrap_err()
@@ -301,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_bad_default_is_reported_as_the_default() {
-        let layers = Layers::from_vars(&[NAMES], vars(&[])).unwrap();
+        let layers = Layers::from_vars(vars(&[])).unwrap();
         let error = layers.parse("PORT", "x", "a port", str::parse::<u16>);
         assert_eq!(
             error.unwrap_err().to_string(),
@@ -311,7 +400,7 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_errors() {
-        let layers = Layers::from_vars(&[NAMES], vars(&[("TOKEN", "hunter2 x")])).unwrap();
+        let layers = Layers::from_vars(vars(&[("TOKEN", "hunter2 x")])).unwrap();
         let error = layers
             .parse_secret("TOKEN", "a token without spaces", |text: &str| {
                 if text.contains(' ') { Err(()) } else { Ok(()) }
@@ -324,7 +413,7 @@ mod tests {
 
     #[test]
     fn empty_variables_count_as_unset() {
-        let layers = Layers::from_vars(&[NAMES], vars(&[("PORT", "")])).unwrap();
+        let layers = Layers::from_vars(vars(&[("PORT", "")])).unwrap();
         assert_eq!(port(&layers), Ok(8081));
         assert_eq!(
             layers.parse_optional("TOKEN", "", |t| t.parse::<u8>()),
@@ -338,14 +427,50 @@ mod tests {
         let path = dir.path().join("settings.toml");
         std::fs::write(&path, "prot = 1\n").unwrap();
         let env = vars(&[("CONFIG_FILE", path.to_str().unwrap())]);
-        let error = Layers::from_vars(&[NAMES], env).unwrap_err().to_string();
+        let layers = Layers::from_vars(env).unwrap();
+        assert_eq!(port(&layers), Ok(8081));
+        let error = layers.refuse_unknown_keys().unwrap_err().to_string();
         assert!(error.contains("unknown setting `prot`"), "{error}");
+        assert!(error.contains("(known: config_file, port)"), "{error}");
+    }
+
+    #[test]
+    fn the_variables_read_are_listed_with_their_defaults() {
+        let layers = Layers::from_vars(vars(&[])).unwrap();
+        port(&layers).unwrap();
+        layers
+            .parse_optional("TOKEN", "", str::parse::<u8>)
+            .unwrap();
+        let listed: Vec<(String, Option<String>)> = layers
+            .variables()
+            .into_iter()
+            .map(|variable| (variable.name, variable.default))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("CONFIG_FILE".to_owned(), None),
+                ("PORT".to_owned(), Some("8081".to_owned())),
+                ("TOKEN".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_variable_the_environment_cannot_set_is_found_out() {
+        let read = |layers: &Layers| {
+            port(layers)?;
+            // Not a name the environment can carry: only the file could set it.
+            layers.parse("timeout", "2s", DURATION_EXPECTED, duration)
+        };
+        assert_eq!(not_read_from_the_environment(read), ["timeout"]);
+        assert!(not_read_from_the_environment(port).is_empty());
     }
 
     #[test]
     fn a_missing_file_is_refused_by_name() {
         let env = vars(&[("CONFIG_FILE", "/nonexistent/portbound.toml")]);
-        let error = Layers::from_vars(&[NAMES], env).unwrap_err().to_string();
+        let error = Layers::from_vars(env).unwrap_err().to_string();
         assert!(
             error.starts_with(
                 r#"CONFIG_FILE="/nonexistent/portbound.toml": expected a readable TOML file"#
@@ -356,8 +481,7 @@ mod tests {
 
     #[test]
     fn unrelated_environment_variables_are_ignored() {
-        let layers =
-            Layers::from_vars(&[NAMES], vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
+        let layers = Layers::from_vars(vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
         assert_eq!(port(&layers), Ok(1));
     }
 

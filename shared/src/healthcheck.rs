@@ -13,14 +13,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::Layers;
-use crate::server::{self, ServerSettings};
+use crate::server::ServerSettings;
 
 /// The deadline for connecting, and again for the answer.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the subcommand for a service whose default port is `default_port`.
 pub fn main(default_port: u16) -> ExitCode {
-    let outcome = Layers::load(&[&server::VARIABLES])
+    let outcome = Layers::load()
         .and_then(|layers| ServerSettings::from_layers(&layers, default_port))
         .map_err(|error| format!("invalid configuration: {error}"))
         .and_then(|settings| {

@@ -45,15 +45,6 @@ pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// consumer does) must retire them sooner, or they race the server's close.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// The variables [`ServerSettings`] reads.
-pub const VARIABLES: [&str; 5] = [
-    "HOST",
-    "PORT",
-    "WORKERS",
-    "SHUTDOWN_DELAY",
-    "SHUTDOWN_TIMEOUT",
-];
-
 /// Where and how a service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {

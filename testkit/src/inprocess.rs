@@ -185,11 +185,11 @@ impl Consumer {
             .unwrap()
     }
 
-    /// How many of its calls to the upstream ended with `outcome`
-    /// (`consumer_upstream_calls_total`).
-    pub async fn upstream_calls(&self, outcome: &str) -> u64 {
+    /// How many of its calls to its backend ended with `outcome`
+    /// (`consumer_backend_calls_total`).
+    pub async fn backend_calls(&self, outcome: &str) -> u64 {
         let text = crate::get_text(&self.client, self.url("/metrics")).await;
-        let series = format!(r#"consumer_upstream_calls_total{{outcome="{outcome}"}}"#);
+        let series = format!(r#"consumer_backend_calls_total{{outcome="{outcome}"}}"#);
         crate::metric(&text, &series).map_or(0, |value| value as u64)
     }
 

@@ -14,10 +14,10 @@
 //! - [`proxy`]: the fault-injecting TCP proxy between a consumer and its upstream, which also
 //!   checks every request it passes on against the upstream's contract.
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
-//! - [`backend`]: a backing service of either kind, upstream or Redis, for the consumer's
-//!   cases that run against both.
-//! - [`backends`]: stand-ins for an upstream that misbehaves — one that never answers, a port
-//!   that refuses connections.
+//! - [`kinds`]: a real backing service of each kind, upstream or Redis, for the consumer's
+//!   cases that run one body against every kind.
+//! - [`misbehaving`]: stand-ins for a backend that misbehaves — one that never answers, a port
+//!   that refuses connections, a hostile one.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
 //! - [`redis`]: a real `redis-server`, for the consumer attached to Redis.
 //! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`],
@@ -29,11 +29,11 @@
 // Test support: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
-pub mod backend;
-pub mod backends;
 pub mod browser;
 pub mod contract;
 pub mod inprocess;
+pub mod kinds;
+pub mod misbehaving;
 pub mod process;
 pub mod proxy;
 pub mod redis;

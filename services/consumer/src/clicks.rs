@@ -7,7 +7,7 @@
 //! `ceil(codes clicked / 1000)` a flush, whatever the number of codes or clicks — and a flush
 //! is one durable write for up to a thousand codes.
 //!
-//! A batch that fails on the way (upstream away, circuit open, deadline) is kept whole with its
+//! A batch that fails on the way (backend away, circuit open, deadline) is kept whole with its
 //! key, so sending it again can never count it twice, and new clicks go into a new batch. What
 //! is kept is bounded by `CLICK_BUFFER_LIMIT` codes' counts waiting (in batches or not); clicks
 //! beyond are dropped and counted in `consumer_clicks_dropped_total`. On shutdown everything
@@ -20,14 +20,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use prometheus::{IntCounter, IntGauge, Registry};
 
+use crate::backend::store::MAX_BATCH_CODES;
+use crate::backend::{Backend, BackendError};
 use crate::links::Code;
-use crate::upstream::store::MAX_BATCH_CODES;
-use crate::upstream::{Upstream, UpstreamError};
 
-/// Batches sent to the upstream at the same time during a flush.
+/// Batches sent to the backend at the same time during a flush.
 const CONCURRENT_SENDS: usize = 16;
 
-/// Clicks for up to [`MAX_BATCH_CODES`] codes, to be added upstream under one idempotency key.
+/// Clicks for up to [`MAX_BATCH_CODES`] codes, to be added in the backend under one idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Batch {
     /// Each code and its clicks.
@@ -61,11 +61,11 @@ impl Pending {
 /// What one flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flushed {
-    /// Clicks the upstream acknowledged.
+    /// Clicks the backend acknowledged.
     pub sent: u64,
     /// Clicks kept for a later flush.
     pub kept: u64,
-    /// Clicks given up on (the upstream refused them, or no room to keep them).
+    /// Clicks given up on (the backend refused them, or no room to keep them).
     pub dropped: u64,
 }
 
@@ -73,7 +73,7 @@ pub struct Flushed {
 pub struct Clicks {
     pending: Mutex<Pending>,
     limit: usize,
-    upstream: Arc<Upstream>,
+    backend: Arc<Backend>,
     pending_gauge: IntGauge,
     sent_total: IntCounter,
     dropped_total: IntCounter,
@@ -81,21 +81,21 @@ pub struct Clicks {
 
 impl Clicks {
     pub fn new(
-        upstream: Arc<Upstream>,
+        backend: Arc<Backend>,
         limit: usize,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let pending_gauge = IntGauge::new(
             "consumer_clicks_pending",
-            "Clicks counted but not yet acknowledged upstream",
+            "Clicks counted but not yet acknowledged by the backend",
         )?;
         let sent_total = IntCounter::new(
             "consumer_clicks_sent_total",
-            "Clicks acknowledged by the upstream",
+            "Clicks acknowledged by the backend",
         )?;
         let dropped_total = IntCounter::new(
             "consumer_clicks_dropped_total",
-            "Clicks given up on: buffer full, or refused by the upstream",
+            "Clicks given up on: buffer full, or refused by the backend",
         )?;
         registry.register(Box::new(pending_gauge.clone()))?;
         registry.register(Box::new(sent_total.clone()))?;
@@ -103,7 +103,7 @@ impl Clicks {
         Ok(Clicks {
             pending: Mutex::new(Pending::default()),
             limit,
-            upstream,
+            backend,
             pending_gauge,
             sent_total,
             dropped_total,
@@ -116,7 +116,7 @@ impl Clicks {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts one click on `code`; never waits on the upstream.
+    /// Counts one click on `code`; never waits on the backend.
     pub fn record(&self, code: &Code) {
         let mut pending = self.lock();
         if let Some(count) = pending.counts.get_mut(code.as_str()) {
@@ -132,7 +132,7 @@ impl Clicks {
         self.pending_gauge.inc();
     }
 
-    /// Clicks on `code` counted here and not yet acknowledged upstream.
+    /// Clicks on `code` counted here and not yet acknowledged by the backend.
     pub fn pending_for(&self, code: &Code) -> u64 {
         let pending = self.lock();
         let unsent: u64 = pending
@@ -160,9 +160,9 @@ impl Clicks {
         if batches.is_empty() {
             return Flushed::default();
         }
-        let outcomes: Vec<(Batch, Result<(), UpstreamError>)> = futures_util::stream::iter(batches)
+        let outcomes: Vec<(Batch, Result<(), BackendError>)> = futures_util::stream::iter(batches)
             .map(|batch| async move {
-                let outcome = self.upstream.add_clicks(&batch.counts, &batch.key).await;
+                let outcome = self.backend.add_clicks(&batch.counts, &batch.key).await;
                 (batch, outcome)
             })
             .buffer_unordered(CONCURRENT_SENDS)
@@ -175,9 +175,9 @@ impl Clicks {
             let clicks = batch.clicks();
             match outcome {
                 Ok(()) => flushed.sent += clicks,
-                Err(UpstreamError::Malformed(reason)) => {
+                Err(BackendError::Malformed(reason)) => {
                     log::error!(
-                        "clicks: the upstream refused a batch of {clicks} clicks on {} codes: \
+                        "clicks: the backend refused a batch of {clicks} clicks on {} codes: \
                          {reason}",
                         batch.counts.len()
                     );

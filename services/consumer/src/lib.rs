@@ -1,10 +1,10 @@
-//! The consumer: portbound's app, a link shortener that keeps all its state in an upstream it
+//! The consumer: portbound's app, a link shortener that keeps all its state in a backend it
 //! knows only by URL.
 //!
-//! `UPSTREAM_URL` is its only link to the backing service: point it at another instance (or
-//! any backend honouring the upstream's v1 contract), restart, and the same code runs against
-//! that one. The consumer stays up while the upstream is away, answers 503/504/502 problems
-//! instead of hanging, and recovers by itself when it returns.
+//! `UPSTREAM_URL` is its only link to the backing service: point it at another upstream, any
+//! backend honouring the upstream's v1 contract, or Redis, restart, and the same code runs
+//! against that one. The consumer stays up while the backend is away, answers 503/504/502
+//! problems instead of hanging, and recovers by itself when it returns.
 //!
 //! ```text
 //! UPSTREAM_URL=http://127.0.0.1:8081/ cargo run -p consumer
@@ -14,21 +14,25 @@
 //! # Layout
 //!
 //! - [`settings`]: the variables it reads, validated at startup.
-//! - [`upstream`]: the attached resource — its URL and credentials, the one HTTP client with
-//!   deadlines, retry and circuit breaker, and the error mapping.
+//! - [`backend`]: the attached resource — its URL, the `Store` interface with one adapter per
+//!   kind (HTTP, Redis), and the deadlines, retry and circuit breaker written once around them.
 //! - [`links`]: codes, targets and the stored link document.
+//! - [`shortener`]: the operations — create, follow, show — that the API and the page call.
 //! - [`clicks`]: counting clicks off the redirect path, in idempotent batches.
+//! - `http_error`: the one place where failures become statuses.
 //! - `api`: the HTTP routes — `/api/links`, `/{code}`, `/api/status`, `/readyz`,
-//!   `/openapi.json` — and the error type.
-//! - `page`: the page at `/` for people, built on the same operations as the API.
+//!   `/openapi.json`.
+//! - `page`: the page at `/` for people, on the same operations as the API.
 //! - [`Application`] (here): wires them, binds, runs until stopped, flushes clicks.
 
 mod api;
+pub mod backend;
 pub mod clicks;
+mod http_error;
 pub mod links;
 mod page;
 pub mod settings;
-pub mod upstream;
+pub mod shortener;
 
 use std::io;
 use std::sync::Arc;
@@ -42,11 +46,18 @@ use shared::config::ConfigError;
 use shared::health::Lifecycle;
 use shared::server::{Service, Serving};
 
+use backend::Backend;
 use clicks::Clicks;
-use upstream::Upstream;
+use shortener::Shortener;
 
-/// Extra time the last click flush gets beyond one upstream deadline.
+/// Extra time the last click flush gets beyond one backend deadline.
 const LAST_FLUSH_MARGIN: Duration = Duration::from_secs(1);
+
+/// What every handler of the API and the page shares.
+struct State {
+    shortener: Shortener,
+    lifecycle: Lifecycle,
+}
 
 /// A bound, ready-to-run consumer.
 pub struct Application {
@@ -69,23 +80,24 @@ impl shared::process::Binary for Application {
 }
 
 impl Application {
-    /// Builds the upstream client and binds the port; any problem is a [`ConfigError`] naming
-    /// the variable. The upstream need not be up. Must be called inside an async runtime.
+    /// Builds the backend client and binds the port; any problem is a [`ConfigError`] naming
+    /// the variable. The backend need not be up. Must be called inside an async runtime.
     pub fn build(settings: Settings) -> Result<Self, ConfigError> {
         let registry = shared::metrics::Registry::new();
-        let upstream = Arc::new(
-            Upstream::new(&settings.upstream, &registry)
-                .expect("the upstream metrics register once"),
+        let backend = Arc::new(
+            Backend::new(&settings.backend, &registry).expect("the backend metrics register once"),
         );
         let clicks = Arc::new(
-            Clicks::new(upstream.clone(), settings.click_buffer_limit, &registry)
+            Clicks::new(backend.clone(), settings.click_buffer_limit, &registry)
                 .expect("the click metrics register once"),
         );
         let lifecycle = Lifecycle::new();
-        let state = web::Data::new(api::State {
-            upstream,
-            clicks: clicks.clone(),
-            public_url: settings.public_url.clone(),
+        let state = web::Data::new(State {
+            shortener: Shortener {
+                backend,
+                clicks: clicks.clone(),
+                public_url: settings.public_url.clone(),
+            },
             lifecycle: lifecycle.clone(),
         });
         let serving = Service {
@@ -105,7 +117,7 @@ impl Application {
         log::info!(
             "consumer {} ready: attached to {}, short links under {}",
             env!("CARGO_PKG_VERSION"),
-            settings.upstream.attachment,
+            settings.backend.attachment,
             settings.public_url
         );
         Ok(Application {
@@ -126,13 +138,13 @@ impl Application {
     }
 
     /// Serves until SIGTERM/SIGINT (or [`Lifecycle::request_stop`]) and drains; then sends the
-    /// clicks still pending, within one upstream deadline plus a second.
+    /// clicks still pending, within one backend deadline plus a second.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let stop_flushing = Arc::new(tokio::sync::Notify::new());
         let flusher = tokio::spawn(self.clicks.clone().run(
             self.settings.click_flush_interval,
             stop_flushing.clone(),
-            self.settings.upstream.timeout + LAST_FLUSH_MARGIN,
+            self.settings.backend.timeout + LAST_FLUSH_MARGIN,
         ));
         let served = self.serving.run_until_stopped().await;
         stop_flushing.notify_one();

@@ -1,7 +1,7 @@
-//! Short links: what a code may be, what a target may be, and what is stored upstream.
+//! Short links: what a code may be, what a target may be, and what is stored in the backend.
 //!
-//! A code is 1–64 characters of `A-Z a-z 0-9 _ -`, minus the consumer's own route names. That
-//! alphabet has no `.`, `/` or `%`, so a code can never address anything upstream but its own
+//! A code is 1–[`MAX_CODE_LEN`] characters of `A-Z a-z 0-9 _ -`, minus the consumer's own route names. That
+//! alphabet has no `.`, `/` or `%`, so a code can never address anything in the backend but its own
 //! `links/{code}` and `clicks/{code}`. Random codes are 7 characters from a CSPRNG (62^7 ≈
 //! 3.5 × 10^12), hard to enumerate.
 
@@ -19,6 +19,9 @@ use utoipa::openapi::{RefOr, Schema};
 /// Longest target URL accepted, in characters.
 pub const MAX_URL_LEN: usize = 2048;
 const RANDOM_CODE_LEN: usize = 7;
+
+/// Longest code, in characters: the bound in [`CODE_PATTERN`] (a test holds them together).
+pub const MAX_CODE_LEN: usize = 64;
 
 /// What a code looks like (reserved words aside).
 pub static CODE_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9_-]{1,64}$");
@@ -50,7 +53,7 @@ pub struct Code(String);
 /// Why a code was refused; the message is for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidCode {
-    #[error("the code {0:?} must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
+    #[error("the code {0:?} must be 1 to {MAX_CODE_LEN} characters of A-Z a-z 0-9 _ -")]
     Shape(String),
     #[error("the code {0:?} is reserved for the shortener's own pages")]
     Reserved(String),
@@ -89,7 +92,9 @@ impl utoipa::PartialSchema for Code {
     fn schema() -> RefOr<Schema> {
         CODE_PATTERN
             .string()
-            .description(Some("1–64 characters of A-Z a-z 0-9 _ -"))
+            .description(Some(format!(
+                "1–{MAX_CODE_LEN} characters of A-Z a-z 0-9 _ -"
+            )))
             .into()
     }
 }
@@ -124,11 +129,11 @@ pub fn target_schema() -> utoipa::openapi::Object {
     TARGET_PATTERN
         .string()
         .max_length(Some(MAX_URL_LEN))
-        .description(Some(
-            "The target: an absolute http(s) URL of at most 2048 characters whose host is a \
-             DNS name or an IPv4 address, without credentials, and not this shortener's own \
-             PUBLIC_URL host and port. Punycode labels (xn--) must decode.",
-        ))
+        .description(Some(format!(
+            "The target: an absolute http(s) URL of at most {MAX_URL_LEN} characters whose host \
+             is a DNS name or an IPv4 address, without credentials, and not this shortener's \
+             own PUBLIC_URL host and port. Punycode labels (xn--) must decode."
+        )))
         .build()
 }
 
@@ -155,7 +160,7 @@ pub enum InvalidTarget {
     OwnHost,
 }
 
-/// Checks a target URL: at most 2048 characters, of the shape [`TARGET_PATTERN`] describes (so
+/// Checks a target URL: at most [`MAX_URL_LEN`] characters, of the shape [`TARGET_PATTERN`] describes (so
 /// http(s), a host, no userinfo), a URL that parses, and not a link back to this shortener
 /// (`public`), which would make a redirect loop.
 pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
@@ -189,7 +194,7 @@ pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
     Ok(url)
 }
 
-/// What is stored upstream at `links/{code}`.
+/// What is stored in the backend at `links/{code}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkDocument {
     pub url: String,
@@ -270,6 +275,19 @@ mod tests {
     }
 
     #[test]
+    fn the_code_pattern_states_the_longest_code() {
+        assert!(
+            CODE_PATTERN
+                .source()
+                .ends_with(&format!("{{1,{MAX_CODE_LEN}}}$")),
+            "{}",
+            CODE_PATTERN.source()
+        );
+        assert!(Code::parse(&"x".repeat(MAX_CODE_LEN)).is_ok());
+        assert!(Code::parse(&"x".repeat(MAX_CODE_LEN + 1)).is_err());
+    }
+
+    #[test]
     fn random_codes_are_valid_and_differ() {
         let a = Code::random();
         assert_eq!(Code::parse(a.as_str()), Ok(a.clone()));
@@ -296,7 +314,7 @@ mod tests {
             validate_target("example.com", &public()),
             Err(InvalidTarget::Unparsable(_))
         ));
-        let long = format!("https://example.com/{}", "a".repeat(2048));
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(
             validate_target(&long, &public()),
             Err(InvalidTarget::TooLong)

@@ -2,18 +2,14 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
-use shared::server::{self, ServerSettings};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, Variable, duration, in_range};
+use shared::server::ServerSettings;
 use url::Url;
 
-use crate::upstream::{self, UpstreamSettings};
+use crate::backend::BackendSettings;
 
 /// The port the consumer binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8080;
-
-/// The consumer's own variables, besides its upstream's ([`upstream::VARIABLES`]); it also
-/// reads the server's ([`server::VARIABLES`]), `CONFIG_FILE` and `RUST_LOG`.
-pub const VARIABLES: [&str; 3] = ["PUBLIC_URL", "CLICK_FLUSH_INTERVAL", "CLICK_BUFFER_LIMIT"];
 
 /// The consumer's settings.
 #[derive(Debug, Clone)]
@@ -22,12 +18,12 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The attached resource and how it is called: `UPSTREAM_URL`, `UPSTREAM_CONNECT_TIMEOUT`,
     /// `UPSTREAM_TIMEOUT`, `UPSTREAM_POOL_IDLE_TIMEOUT`, `CIRCUIT_FAILURES`, `CIRCUIT_COOLDOWN`.
-    pub upstream: UpstreamSettings,
+    pub backend: BackendSettings,
     /// Base of the short links handed out. `PUBLIC_URL`, default `http://localhost:8080`.
     pub public_url: Url,
-    /// How often counted clicks are sent upstream. `CLICK_FLUSH_INTERVAL`, default `1s`.
+    /// How often counted clicks are sent to the backend. `CLICK_FLUSH_INTERVAL`, default `1s`.
     pub click_flush_interval: Duration,
-    /// Most codes whose clicks wait to be sent (while the upstream is away, a code clicked
+    /// Most codes whose clicks wait to be sent (while the backend is away, a code clicked
     /// again after a failed flush counts twice); clicks beyond are dropped and counted in
     /// `consumer_clicks_dropped_total`. `CLICK_BUFFER_LIMIT`, default 100000.
     pub click_buffer_limit: usize,
@@ -36,17 +32,24 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_layers(&Layers::load(&[
-            &server::VARIABLES,
-            &upstream::VARIABLES,
-            &VARIABLES,
-        ])?)
+        let layers = Layers::load()?;
+        let settings = Self::from_layers(&layers)?;
+        layers.refuse_unknown_keys()?;
+        Ok(settings)
+    }
+
+    /// Every variable the consumer reads, with its default (`CONFIG_FILE` among them; not
+    /// `RUST_LOG`, which the logger reads).
+    pub fn variables() -> Vec<Variable> {
+        let layers = Layers::from_vars([]).expect("no file, no environment");
+        Self::from_layers(&layers).expect("the defaults are valid");
+        layers.variables()
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         Ok(Settings {
             server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
-            upstream: UpstreamSettings::from_layers(layers)?,
+            backend: BackendSettings::from_layers(layers)?,
             public_url: layers.parse(
                 "PUBLIC_URL",
                 "http://localhost:8080",
@@ -70,10 +73,7 @@ impl Settings {
 
     /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
     pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
-        let layers = Layers::from_vars(
-            &[&server::VARIABLES, &upstream::VARIABLES, &VARIABLES],
-            [("UPSTREAM_URL".to_owned(), upstream_url.to_owned())],
-        )?;
+        let layers = Layers::from_vars([("UPSTREAM_URL".to_owned(), upstream_url.to_owned())])?;
         let mut settings = Self::from_layers(&layers)?;
         settings.server = ServerSettings::local(port);
         Ok(settings)
@@ -104,21 +104,37 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        let names: [&[&str]; 3] = [&server::VARIABLES, &upstream::VARIABLES, &VARIABLES];
-        Settings::from_layers(&Layers::from_vars(&names, vars)?)
+        Settings::from_layers(&Layers::from_vars(vars)?)
+    }
+
+    #[test]
+    fn every_variable_read_can_be_set_from_the_environment() {
+        let names: Vec<String> = Settings::variables().into_iter().map(|v| v.name).collect();
+        for name in [
+            "PORT",
+            "UPSTREAM_URL",
+            "CIRCUIT_COOLDOWN",
+            "CLICK_BUFFER_LIMIT",
+        ] {
+            assert!(names.iter().any(|read| read == name), "{name} in {names:?}");
+        }
+        assert_eq!(
+            shared::config::not_read_from_the_environment(Settings::from_layers),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn defaults_match_the_documentation() {
         let settings = load(&[]).unwrap();
         assert_eq!(settings.server.port, 8080);
-        let upstream = &settings.upstream;
-        assert_eq!(upstream.attachment.to_string(), "http://127.0.0.1:8081/");
-        assert_eq!(upstream.connect_timeout, Duration::from_secs(1));
-        assert_eq!(upstream.timeout, Duration::from_secs(2));
-        assert_eq!(upstream.pool_idle_timeout, Duration::from_secs(4));
-        assert_eq!(upstream.circuit_failures, 5);
-        assert_eq!(upstream.circuit_cooldown, Duration::from_secs(5));
+        let backend = &settings.backend;
+        assert_eq!(backend.attachment.to_string(), "http://127.0.0.1:8081/");
+        assert_eq!(backend.connect_timeout, Duration::from_secs(1));
+        assert_eq!(backend.timeout, Duration::from_secs(2));
+        assert_eq!(backend.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(backend.circuit_failures, 5);
+        assert_eq!(backend.circuit_cooldown, Duration::from_secs(5));
         assert_eq!(settings.public_url.as_str(), "http://localhost:8080/");
     }
 

@@ -2,26 +2,15 @@
 
 use std::fmt;
 
-use shared::config::{ConfigError, Layers, in_range};
+use shared::config::{ConfigError, Layers, Variable, in_range};
 use shared::pattern::Pattern;
-use shared::server::{self, ServerSettings};
+use shared::server::ServerSettings;
 
 /// The port the upstream binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8081;
 
 /// What `INSTANCE_NAME` may be; it is sent as the `X-Instance` header.
 pub static INSTANCE_PATTERN: Pattern = Pattern::new("^[A-Za-z0-9._-]{1,64}$");
-
-/// The upstream's own variables; it also reads the server's ([`server::VARIABLES`]), `CONFIG_FILE`
-/// and `RUST_LOG`.
-pub const VARIABLES: [&str; 6] = [
-    "DATABASE_PATH",
-    "ACCESS_TOKEN",
-    "INSTANCE_NAME",
-    "MAX_VALUE_BYTES",
-    "READ_CACHE_BYTES",
-    "WRITE_QUEUE_LIMIT",
-];
 
 /// The upstream's settings.
 #[derive(Debug, Clone)]
@@ -51,7 +40,18 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_layers(&Layers::load(&[&server::VARIABLES, &VARIABLES])?)
+        let layers = Layers::load()?;
+        let settings = Self::from_layers(&layers)?;
+        layers.refuse_unknown_keys()?;
+        Ok(settings)
+    }
+
+    /// Every variable the upstream reads, with its default (`CONFIG_FILE` among them; not
+    /// `RUST_LOG`, which the logger reads).
+    pub fn variables() -> Vec<Variable> {
+        let layers = Layers::from_vars([]).expect("no file, no environment");
+        Self::from_layers(&layers).expect("the defaults are valid");
+        layers.variables()
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
@@ -144,7 +144,19 @@ mod tests {
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let vars = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_layers(&Layers::from_vars(&[&server::VARIABLES, &VARIABLES], vars)?)
+        Settings::from_layers(&Layers::from_vars(vars)?)
+    }
+
+    #[test]
+    fn every_variable_read_can_be_set_from_the_environment() {
+        let names: Vec<String> = Settings::variables().into_iter().map(|v| v.name).collect();
+        for name in ["PORT", "DATABASE_PATH", "ACCESS_TOKEN", "WRITE_QUEUE_LIMIT"] {
+            assert!(names.iter().any(|read| read == name), "{name} in {names:?}");
+        }
+        assert_eq!(
+            shared::config::not_read_from_the_environment(Settings::from_layers),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

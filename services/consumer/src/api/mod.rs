@@ -1,38 +1,22 @@
-//! The consumer's HTTP API: links, redirects, status, probes and the OpenAPI document.
+//! The consumer's HTTP API: links, redirects, status, probes and the OpenAPI document. The
+//! handlers call the [`crate::shortener::Shortener`]; its failures answer as [`crate::http_error`] says.
 
-mod error;
 mod links;
 pub mod openapi;
 mod status;
 
-use std::sync::Arc;
-
 use actix_web::web;
-use shared::health::Lifecycle;
-use url::Url;
 
-pub use error::ApiError;
-pub(crate) use links::{Link, shorten};
-pub(crate) use status::{READINESS_PROBE, UpstreamStatus, report};
-
-use crate::clicks::Clicks;
-use crate::upstream::Upstream;
+use crate::State;
+use crate::links::{MAX_CODE_LEN, MAX_URL_LEN};
 
 /// The largest request body, in bytes: what the largest valid link request can take when every
-/// character of its 2048-character url is written as a JSON surrogate pair escape (12 bytes)
-/// and every one of its 64-character code as `\u00XX` (6 bytes), rounded up. Anything valid
+/// character of its url ([`MAX_URL_LEN`] characters) is written as a JSON surrogate pair escape
+/// (12 bytes) and every one of its code ([`MAX_CODE_LEN`]) as `\u00XX` (6 bytes), rounded up. Anything valid
 /// fits, and nothing much larger can make the consumer buffer it.
 pub const BODY_LIMIT: usize = 32 * 1024;
 
-const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 64 * 6 + 64 <= BODY_LIMIT);
-
-/// What every handler shares.
-pub struct State {
-    pub upstream: Arc<Upstream>,
-    pub clicks: Arc<Clicks>,
-    pub public_url: Url,
-    pub lifecycle: Lifecycle,
-}
+const _: () = assert!(MAX_URL_LEN * 12 + MAX_CODE_LEN * 6 + 64 <= BODY_LIMIT);
 
 /// Registers every route; `/{code}` comes last so fixed paths win. Each path is one resource,
 /// so a method it does not serve answers 405 with `Allow`.

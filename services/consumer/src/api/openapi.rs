@@ -11,11 +11,11 @@ use super::{links, status};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "portbound consumer", description = "A link shortener whose state lives in the upstream attached by UPSTREAM_URL."),
+    info(title = "portbound consumer", description = "A link shortener whose state lives in the backend attached by UPSTREAM_URL."),
     paths(links::create, links::follow, links::show, status::status, status::readyz),
     components(schemas(crate::links::Code)),
     tags((name = "links", description = "Short links"),
-        (name = "status", description = "The attached upstream"),
+        (name = "status", description = "The attached backend"),
         (name = "health", description = "Probes"))
 )]
 pub struct ApiDoc;

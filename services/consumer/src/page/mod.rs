@@ -27,7 +27,9 @@ use serde::Deserialize;
 use shared::problem::Problem;
 use url::Url;
 
-use crate::api::{ApiError, Link, State, UpstreamStatus, report, shorten};
+use crate::State;
+use crate::backend::{BackendStatus, STATUS_WAIT};
+use crate::shortener::{Link, LinkError};
 pub use assets::ASSETS;
 
 /// The page's headers: nothing runs or loads but from this origin, no inline script or style,
@@ -40,9 +42,6 @@ pub const SECURITY_HEADERS: [(&str, &str); 3] = [
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
 ];
-
-/// How long rendering the page waits for the backend's status before saying it did not answer.
-const STATUS_WAIT: std::time::Duration = crate::api::READINESS_PROBE;
 
 /// Registers `/` and `/assets/{name}`; both first segments are reserved words, never codes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -70,7 +69,7 @@ struct Page<'a> {
     css: &'a str,
     js: &'a str,
     icon: &'a str,
-    backend: &'a UpstreamStatus,
+    backend: &'a BackendStatus,
     form: &'a Form,
     created: Option<&'a Link>,
     url_error: Option<&'a str>,
@@ -86,8 +85,8 @@ struct Answer {
     retry_after: Option<u64>,
 }
 
-impl From<ApiError> for Answer {
-    fn from(error: ApiError) -> Self {
+impl From<LinkError> for Answer {
+    fn from(error: LinkError) -> Self {
         error.log();
         let retry_after = error.retry_after();
         Answer {
@@ -123,7 +122,7 @@ pub fn sentence(detail: &str, retry_after: Option<u64>) -> String {
 
 /// `GET /`.
 async fn show(state: web::Data<State>) -> HttpResponse {
-    let backend = report(&state, Some(STATUS_WAIT)).await;
+    let backend = state.shortener.backend.report(Some(STATUS_WAIT)).await;
     render(StatusCode::OK, &backend, &Form::default(), Ok(None))
 }
 
@@ -133,7 +132,7 @@ async fn submit(
     state: web::Data<State>,
     form: web::Form<Form>,
 ) -> HttpResponse {
-    if !same_origin(&request, &state.public_url) {
+    if !same_origin(&request, &state.shortener.public_url) {
         return Problem::with_detail(
             StatusCode::FORBIDDEN,
             "a form posted from another site is refused; use the page at this address",
@@ -142,10 +141,12 @@ async fn submit(
     }
     let form = form.into_inner();
     let code = Some(form.code.trim()).filter(|code| !code.is_empty());
-    let made = shorten(&state, form.url.trim(), code)
+    let made = state
+        .shortener
+        .create(form.url.trim(), code)
         .await
         .map_err(Answer::from);
-    let backend = report(&state, Some(STATUS_WAIT)).await;
+    let backend = state.shortener.backend.report(Some(STATUS_WAIT)).await;
     match made {
         Ok(link) => render(StatusCode::CREATED, &backend, &form, Ok(Some(&link))),
         Err(answer) => render(answer.status, &backend, &form, Err(&answer)),
@@ -154,7 +155,7 @@ async fn submit(
 
 fn render(
     status: StatusCode,
-    backend: &UpstreamStatus,
+    backend: &BackendStatus,
     form: &Form,
     outcome: Result<Option<&Link>, &Answer>,
 ) -> HttpResponse {
@@ -236,8 +237,8 @@ mod tests {
     #[test]
     fn a_detail_becomes_a_sentence_that_says_when_to_try_again() {
         assert_eq!(
-            sentence("the upstream store is unreachable", Some(1)),
-            "The upstream store is unreachable. Try again in 1 s."
+            sentence("the backend is unreachable", Some(1)),
+            "The backend is unreachable. Try again in 1 s."
         );
         assert_eq!(
             sentence("the url is empty: enter it", None),

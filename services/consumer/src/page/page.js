@@ -141,22 +141,22 @@
   }
 
   async function refreshStatus() {
-    let upstream;
+    let backend;
     try {
       const response = await fetch("/api/status", { cache: "no-store" });
-      upstream = (await response.json()).upstream;
+      backend = (await response.json()).upstream;
     } catch {
       setText("backend-state", "unknown: the shortener itself is not answering");
       $("backend-state").className = "down";
       return;
     }
-    setText("backend-kind", upstream.kind);
-    setText("backend-instance", upstream.instance || "unknown");
-    setText("backend-url", upstream.url);
-    setText("backend-state", upstream.reachable ? "reachable" : `unreachable: ${upstream.error}`);
-    $("backend-state").className = upstream.reachable ? "up" : "down";
-    setText("backend-latency", upstream.latency_ms == null ? "none" : `${upstream.latency_ms} ms`);
-    setText("backend-circuit", upstream.circuit);
+    setText("backend-kind", backend.kind);
+    setText("backend-instance", backend.instance || "unknown");
+    setText("backend-url", backend.url);
+    setText("backend-state", backend.reachable ? "reachable" : `unreachable: ${backend.error}`);
+    $("backend-state").className = backend.reachable ? "up" : "down";
+    setText("backend-latency", backend.latency_ms == null ? "none" : `${backend.latency_ms} ms`);
+    setText("backend-circuit", backend.circuit);
     setText("backend-checked", `Checked every ${STATUS_EVERY_MS / 1000} s; last at ${new Date().toLocaleTimeString()}.`);
   }
 

@@ -4,15 +4,15 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use testkit::backends::{HOSTILE_MARKER, Hostile, Hostility, hostile};
+use testkit::misbehaving::{HOSTILE_MARKER, Hostile, Hostility, hostile};
 use testkit::{assert_problem, inprocess};
 
 /// A consumer attached to a `hostility` upstream with a one-second deadline.
 async fn attached_to(hostility: Hostility) -> (inprocess::Consumer, Hostile) {
     let upstream = hostile(hostility).await;
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{}/", upstream.port), |s| {
-        s.upstream.timeout = Duration::from_secs(1);
-        s.upstream.connect_timeout = Duration::from_millis(500);
+        s.backend.timeout = Duration::from_secs(1);
+        s.backend.connect_timeout = Duration::from_millis(500);
     })
     .await;
     (consumer, upstream)
@@ -41,11 +41,11 @@ async fn a_reply_announcing_more_than_the_bound_is_refused_before_its_body() {
     assert_eq!(
         detail,
         format!(
-            "the upstream store answered more than {} bytes",
-            consumer::upstream::MAX_REPLY_BYTES
+            "the backend answered more than {} bytes",
+            consumer::backend::MAX_REPLY_BYTES
         )
     );
-    assert_eq!(consumer.upstream_calls("oversized").await, 2);
+    assert_eq!(consumer.backend_calls("oversized").await, 2);
 }
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn an_endless_body_is_cut_off_at_the_bound() {
         2,
         "a cut-off connection is not reused"
     );
-    assert_eq!(consumer.upstream_calls("oversized").await, 2);
+    assert_eq!(consumer.backend_calls("oversized").await, 2);
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn html_a_redirect_or_a_body_that_is_not_json_is_a_502() {
         let (consumer, _upstream) = attached_to(hostility).await;
         let detail = follow_expecting(&consumer, StatusCode::BAD_GATEWAY).await;
         assert_eq!(
-            detail, "the upstream store answered something unexpected",
+            detail, "the backend answered something unexpected",
             "{hostility:?}"
         );
     }
@@ -112,13 +112,10 @@ async fn a_busy_upstream_is_a_503_with_its_retry_after_bounded_and_leaves_the_ci
                 .await;
             assert_eq!(response.headers()["retry-after"], passed_on);
             let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-            assert_eq!(
-                problem["detail"],
-                "the upstream store is busy; try again shortly"
-            );
+            assert_eq!(problem["detail"], "the backend is busy; try again shortly");
         }
         // Counted as answers of a working backend, which keep the circuit closed.
-        assert_eq!(consumer.upstream_calls("busy").await, 8);
+        assert_eq!(consumer.backend_calls("busy").await, 8);
         let status = consumer.get_json("/api/status").await;
         assert_eq!(status["upstream"]["circuit"], "closed", "{status}");
     }
@@ -133,12 +130,9 @@ async fn a_full_upstream_is_a_503_to_retry_later_and_leaves_the_circuit_closed()
             .await;
         assert_eq!(response.headers()["retry-after"], "30");
         let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-        assert_eq!(
-            problem["detail"],
-            "the upstream store is full; try again later"
-        );
+        assert_eq!(problem["detail"], "the backend is full; try again later");
     }
-    assert_eq!(consumer.upstream_calls("full").await, 8);
+    assert_eq!(consumer.backend_calls("full").await, 8);
     let status = consumer.get_json("/api/status").await;
     assert_eq!(status["upstream"]["circuit"], "closed", "{status}");
 }

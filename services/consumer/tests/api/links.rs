@@ -381,7 +381,7 @@ async fn the_openapi_document_and_metrics_are_served() {
         metrics.contains("consumer_clicks_dropped_total 0"),
         "{metrics}"
     );
-    assert!(metrics.contains("consumer_upstream_circuit 0"), "{metrics}");
+    assert!(metrics.contains("consumer_backend_circuit 0"), "{metrics}");
 }
 
 #[tokio::test]
@@ -389,9 +389,8 @@ async fn a_flush_sends_the_codes_clicked_in_batches_of_a_thousand_each_counted_o
     let upstream = inprocess::upstream().await;
     let settings = consumer::Settings::local(0, &upstream.attach_url()).unwrap();
     let registry = prometheus::Registry::new();
-    let attached = std::sync::Arc::new(
-        consumer::upstream::Upstream::new(&settings.upstream, &registry).unwrap(),
-    );
+    let attached =
+        std::sync::Arc::new(consumer::backend::Backend::new(&settings.backend, &registry).unwrap());
     let clicks = consumer::clicks::Clicks::new(attached, 10_000, &registry).unwrap();
     // The longest codes, so that a full batch's reply is as long as it gets.
     let code = |i: usize| format!("c{i:0>63}");
@@ -408,7 +407,7 @@ async fn a_flush_sends_the_codes_clicked_in_batches_of_a_thousand_each_counted_o
     let calls = registry
         .gather()
         .into_iter()
-        .find(|family| family.name() == "consumer_upstream_calls_total")
+        .find(|family| family.name() == "consumer_backend_calls_total")
         .unwrap();
     let answered: f64 = calls
         .get_metric()

@@ -68,7 +68,7 @@ async fn a_click_batch_sent_twice_counts_once() {
     };
     let settings = consumer::Settings::local(0, &redis.attach_url()).unwrap();
     let registry = prometheus::Registry::new();
-    let upstream = consumer::upstream::Upstream::new(&settings.upstream, &registry).unwrap();
+    let upstream = consumer::backend::Backend::new(&settings.backend, &registry).unwrap();
     let batch = |counts: &[(&str, u64)]| -> Vec<(String, u64)> {
         counts
             .iter()
@@ -133,7 +133,7 @@ async fn a_wrong_password_is_a_502_and_redis_away_is_a_503_until_it_is_back() {
     assert!(!problem.to_string().contains("wrong"), "{problem}");
 
     let consumer = inprocess::consumer_with(&redis.attach_url(), |s| {
-        s.upstream.circuit_cooldown = Duration::from_millis(200);
+        s.backend.circuit_cooldown = Duration::from_millis(200);
     })
     .await;
     let code = consumer.shorten_ok("https://example.com/before").await;
@@ -187,10 +187,7 @@ async fn redis_out_of_memory_is_a_full_store_503_and_reads_go_on() {
         .await;
     assert_eq!(refused.headers()["retry-after"], "30");
     let problem = assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(
-        problem["detail"],
-        "the upstream store is full; try again later"
-    );
+    assert_eq!(problem["detail"], "the backend is full; try again later");
     assert_eq!(consumer.follow(&code).await.status(), StatusCode::FOUND);
-    assert_eq!(consumer.upstream_calls("full").await, 1);
+    assert_eq!(consumer.backend_calls("full").await, 1);
 }

@@ -4,7 +4,7 @@
 use reqwest::{Response, StatusCode};
 use serde_json::json;
 
-use testkit::{assert_problem, backends, inprocess};
+use testkit::{assert_problem, inprocess, misbehaving};
 
 /// The page's own headers, as the issue for the page sets them.
 fn assert_secure(response: &Response) {
@@ -281,7 +281,7 @@ async fn a_form_posted_from_another_site_is_refused() {
 
 #[tokio::test]
 async fn with_the_backend_away_the_page_says_so_and_the_form_says_when_to_retry() {
-    let (port, _held) = backends::refusing_port();
+    let (port, _held) = misbehaving::refusing_port();
     let consumer = inprocess::consumer(&format!("http://127.0.0.1:{port}/")).await;
     let page = consumer.client.get(consumer.url("/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use testkit::backends::{never_answering, refusing_port};
+use testkit::misbehaving::{never_answering, refusing_port};
 use testkit::proxy::{Fault, FaultProxy};
 use testkit::{Trickle, assert_problem, eventually, inprocess};
 
@@ -16,7 +16,7 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
     let (refusing, _held) = refusing_port();
     let address = FaultProxy::start_open(([127, 0, 0, 1], refusing).into()).await;
     let consumer = inprocess::consumer_with(&address.url(), |s| {
-        s.upstream.circuit_cooldown = Duration::from_millis(200);
+        s.backend.circuit_cooldown = Duration::from_millis(200);
     })
     .await;
 
@@ -63,20 +63,20 @@ async fn with_the_upstream_down_it_starts_answers_503_and_recovers_by_itself() {
 async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
     let (port, _held) = refusing_port();
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.upstream.circuit_failures = 2;
-        s.upstream.circuit_cooldown = Duration::from_secs(30);
+        s.backend.circuit_failures = 2;
+        s.backend.circuit_cooldown = Duration::from_secs(30);
     })
     .await;
     for _ in 0..2 {
         let response = consumer.follow("abc").await;
         let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-        assert_eq!(problem["detail"], "the upstream store is unreachable");
+        assert_eq!(problem["detail"], "the backend is unreachable");
     }
-    let unreachable = consumer.upstream_calls("unreachable").await;
+    let unreachable = consumer.backend_calls("unreachable").await;
     let fast = consumer.follow("abc").await;
-    assert_eq!(consumer.upstream_calls("unreachable").await, unreachable);
+    assert_eq!(consumer.backend_calls("unreachable").await, unreachable);
     assert_eq!(
-        consumer.upstream_calls("circuit_open").await,
+        consumer.backend_calls("circuit_open").await,
         1,
         "it failed fast"
     );
@@ -104,8 +104,8 @@ async fn repeated_failures_open_the_circuit_which_then_fails_fast() {
 async fn an_upstream_that_never_answers_is_a_504_at_the_deadline() {
     let (port, _never_answering) = never_answering().await;
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.upstream.connect_timeout = Duration::from_millis(200);
-        s.upstream.timeout = Duration::from_millis(400);
+        s.backend.connect_timeout = Duration::from_millis(200);
+        s.backend.timeout = Duration::from_millis(400);
     })
     .await;
     let started = Instant::now();
@@ -123,7 +123,7 @@ async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
     let (port, _never_answering) = never_answering().await;
     // A generous call deadline: readiness must not wait for it.
     let consumer = inprocess::consumer_with(&format!("http://127.0.0.1:{port}/"), |s| {
-        s.upstream.timeout = Duration::from_secs(10);
+        s.backend.timeout = Duration::from_secs(10);
     })
     .await;
     let started = Instant::now();
@@ -131,10 +131,7 @@ async fn readiness_says_degraded_within_a_second_while_the_upstream_hangs() {
     let took = started.elapsed();
     assert_eq!(ready["status"], "degraded");
     // The probe's own one-second bound gave the answer, not the ten-second call deadline.
-    assert_eq!(
-        ready["detail"],
-        "the upstream store did not answer within 1s"
-    );
+    assert_eq!(ready["detail"], "the backend did not answer within 1s");
     assert!(
         took >= Duration::from_secs(1) && took < Duration::from_secs(5),
         "took {took:?}"
@@ -156,7 +153,7 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
     // the outage below take milliseconds, so the clicks are still unsent when it goes.
     let consumer = inprocess::consumer_with(&address.url(), |s| {
         s.click_flush_interval = Duration::from_secs(1);
-        s.upstream.circuit_cooldown = Duration::from_millis(100);
+        s.backend.circuit_cooldown = Duration::from_millis(100);
     })
     .await;
     let code = consumer.shorten_ok("https://example.com/").await;
@@ -175,7 +172,7 @@ async fn clicks_made_before_an_outage_arrive_after_it() {
         || async {
             let text = metrics().await;
             text.contains("consumer_clicks_pending 4")
-                && text.contains(r#"consumer_upstream_calls_total{outcome="unreachable"}"#)
+                && text.contains(r#"consumer_backend_calls_total{outcome="unreachable"}"#)
         },
     )
     .await;
@@ -208,7 +205,7 @@ async fn an_upstream_gone_for_two_seconds_is_used_again_within_a_second_of_its_r
     // The default CIRCUIT_COOLDOWN (5 s): only its growth from a short first cooldown makes
     // the consumer notice the return in time.
     let consumer = inprocess::consumer_with(&proxy.url(), |s| {
-        s.upstream.circuit_failures = 2;
+        s.backend.circuit_failures = 2;
     })
     .await;
     let code = consumer.shorten_ok("https://example.com/back").await;

@@ -24,10 +24,10 @@ use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
 
 use super::attachment::RedisAttachment;
 use super::store::{Attempt, Store};
-use super::{Created, Info, UpstreamError, UpstreamSettings};
+use super::{BackendError, BackendSettings, Created, Info};
 use crate::links::{Code, LinkDocument};
 
-/// How long a counted batch's key is kept: as long as the upstream keeps an `Idempotency-Key`.
+/// How long a counted batch's key is kept: as long as the backend keeps an `Idempotency-Key`.
 const BATCH_KEY_SECONDS: u64 = 24 * 60 * 60;
 
 /// Counts a click batch once: `KEYS[1]` the batch's key, `KEYS[2…]` the counters; `ARGV[1]`
@@ -66,7 +66,7 @@ struct Unfinished<'a> {
 
 impl Unfinished<'_> {
     /// The command ended with `result`; a timeout leaves the connection suspect all the same.
-    fn finished<T>(mut self, result: Result<T, RedisError>) -> Result<T, UpstreamError> {
+    fn finished<T>(mut self, result: Result<T, RedisError>) -> Result<T, BackendError> {
         self.armed = result.as_ref().is_err_and(RedisError::is_timeout);
         result.map_err(failure)
     }
@@ -89,7 +89,7 @@ impl Drop for Unfinished<'_> {
 }
 
 impl RedisStore {
-    pub fn new(attachment: &RedisAttachment, settings: &UpstreamSettings) -> Self {
+    pub fn new(attachment: &RedisAttachment, settings: &BackendSettings) -> Self {
         let client = redis::Client::open(attachment.url().as_str())
             .expect("the attachment checked the URL the redis crate reads");
         // Each attempt is bounded here; the deadline and the one retry are the caller's.
@@ -109,7 +109,7 @@ impl RedisStore {
 
     /// The shared connection, made by the first call that finds none, and the guard of the
     /// command about to use it.
-    async fn connection(&self) -> Result<(ConnectionManager, Unfinished<'_>), UpstreamError> {
+    async fn connection(&self) -> Result<(ConnectionManager, Unfinished<'_>), BackendError> {
         let current = || self.current.read().expect("the connection lock").clone();
         let (generation, connection) = match current() {
             Some(found) => found,
@@ -177,7 +177,7 @@ impl Store for RedisStore {
             stored
                 .map(|json| {
                     serde_json::from_str(&json).map_err(|error| {
-                        UpstreamError::Malformed(format!("an unreadable link document: {error}"))
+                        BackendError::Malformed(format!("an unreadable link document: {error}"))
                     })
                 })
                 .transpose()
@@ -234,7 +234,7 @@ impl Store for RedisStore {
 
 /// What a Redis error means to the consumer. Only the error's kind and code are kept: a
 /// server's message can quote what it was sent.
-fn failure(error: RedisError) -> UpstreamError {
+fn failure(error: RedisError) -> BackendError {
     let code = error.code().unwrap_or_default().to_owned();
     match error.kind() {
         _ if error.is_io_error()
@@ -242,22 +242,22 @@ fn failure(error: RedisError) -> UpstreamError {
             || error.is_connection_dropped()
             || error.is_timeout() =>
         {
-            UpstreamError::Unreachable(format!("redis: {:?}", error.kind()))
+            BackendError::Unreachable(format!("redis: {:?}", error.kind()))
         }
         // Still loading its data after a restart: it will answer shortly.
         ErrorKind::Server(ServerErrorKind::BusyLoading) => {
-            UpstreamError::Unreachable("redis is loading its data".to_owned())
+            BackendError::Unreachable("redis is loading its data".to_owned())
         }
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
-            UpstreamError::Rejected(format!("redis refused them ({code})"))
+            BackendError::Rejected(format!("redis refused them ({code})"))
         }
         _ if matches!(code.as_str(), "NOAUTH" | "WRONGPASS") => {
-            UpstreamError::Rejected(format!("redis refused them ({code})"))
+            BackendError::Rejected(format!("redis refused them ({code})"))
         }
-        _ if code == "OOM" => UpstreamError::Full,
+        _ if code == "OOM" => BackendError::Full,
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
-            UpstreamError::Malformed(format!("redis answered a {:?}", error.kind()))
+            BackendError::Malformed(format!("redis answered a {:?}", error.kind()))
         }
-        kind => UpstreamError::Failed(format!("redis: {kind:?} {code}")),
+        kind => BackendError::Failed(format!("redis: {kind:?} {code}")),
     }
 }

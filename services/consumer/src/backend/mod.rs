@@ -3,29 +3,31 @@
 //!
 //! - [`attachment`]: `UPSTREAM_URL`, whose scheme chooses the kind — read there, once.
 //! - [`store`]: the [`Store`] interface, what the consumer needs from any backing service.
-//! - [`http`] and [`redis`]: one adapter per kind; [`Upstream::new`] is the one place that
+//! - [`BackendStatus`]: how the attached backend is doing, for `/api/status` and the page.
+//! - [`http`] and [`redis`]: one adapter per kind; [`Backend::new`] is the one place that
 //!   picks between them.
-//! - [`Upstream`] (here): the same resilience around any adapter, written once. Every call has
+//! - [`Backend`] (here): the same resilience around any adapter, written once. Every call has
 //!   a total deadline (`UPSTREAM_TIMEOUT`, covering the retry too). Every call is safe to repeat
 //!   (reads, create-only writes whose repeat is recognised, increments with an idempotency
 //!   key), so one that failed before reaching the backend or lost its answer is tried once more
 //!   after a jittered pause. A [`Breaker`] fails fast while the backend is down and probes for
 //!   its return.
 //!
-//! Failures are [`UpstreamError`]s, which the API turns into 503 (unreachable, circuit open,
-//! busy, full; with `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed
-//! reply) — the same for every kind. The backend's own answers are never passed on or logged.
+//! Failures are [`BackendError`]s, the same for every kind, which the HTTP layer
+//! ([`crate::http_error`]) turns into 503 (unreachable, circuit open, busy, full; with
+//! `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed reply). The
+//! backend's own answers are never passed on or logged.
 
 pub mod attachment;
 mod breaker;
 pub mod http;
 pub mod redis;
+mod status;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::Deserialize;
 
@@ -33,23 +35,14 @@ pub use attachment::{Attachment, Credentials};
 pub use breaker::{Breaker, Circuit, FIRST_COOLDOWN};
 pub use http::MAX_REPLY_BYTES;
 use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
+pub use status::{BackendStatus, STATUS_WAIT};
 use store::{Attempt, Store};
 
 use crate::links::{Code, LinkDocument};
 
-/// The variables [`UpstreamSettings`] reads.
-pub const VARIABLES: [&str; 6] = [
-    "UPSTREAM_URL",
-    "UPSTREAM_CONNECT_TIMEOUT",
-    "UPSTREAM_TIMEOUT",
-    "UPSTREAM_POOL_IDLE_TIMEOUT",
-    "CIRCUIT_FAILURES",
-    "CIRCUIT_COOLDOWN",
-];
-
 /// The attached resource and how it is called.
 #[derive(Debug, Clone)]
-pub struct UpstreamSettings {
+pub struct BackendSettings {
     /// `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
     /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment (`user:token@` is sent
     /// as Basic credentials, a lone `token@` as a Bearer token); or
@@ -61,20 +54,20 @@ pub struct UpstreamSettings {
     /// Deadline for a whole call, retry included. `UPSTREAM_TIMEOUT`, default `2s`.
     pub timeout: Duration,
     /// How long an idle pooled HTTP connection is kept. `UPSTREAM_POOL_IDLE_TIMEOUT`, default
-    /// `4s`: shorter than the upstream's 5 s keep-alive, so the consumer retires a connection before
-    /// the upstream closes it under a request.
+    /// `4s`: shorter than the backend's 5 s keep-alive, so the consumer retires a connection before
+    /// the backend closes it under a request.
     pub pool_idle_timeout: Duration,
     /// Consecutive failed calls that open the circuit. `CIRCUIT_FAILURES`, default 5.
     pub circuit_failures: u32,
-    /// The longest an open circuit fails fast before one call probes the upstream again; the
+    /// The longest an open circuit fails fast before one call probes the backend again; the
     /// first wait is [`FIRST_COOLDOWN`] and grows with each failed probe up to this.
     /// `CIRCUIT_COOLDOWN`, default `5s`.
     pub circuit_cooldown: Duration,
 }
 
-impl UpstreamSettings {
+impl BackendSettings {
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
-        let settings = UpstreamSettings {
+        let settings = BackendSettings {
             attachment: layers.parse(
                 "UPSTREAM_URL",
                 "http://127.0.0.1:8081/",
@@ -121,67 +114,48 @@ impl UpstreamSettings {
     }
 }
 
-/// Seconds a client is asked to wait while the upstream's storage is full: long enough not to
+/// Seconds a client is asked to wait while the backend's storage is full: long enough not to
 /// press on a backend that needs its operator, short enough to notice space coming back.
 const FULL_RETRY_AFTER: u64 = 30;
 
-/// The longest wait a busy upstream's `Retry-After` is passed on with: the consumer does not
+/// The longest wait a busy backend's `Retry-After` is passed on with: the consumer does not
 /// send its clients away for longer on a backend's word.
 const MAX_BUSY_RETRY_AFTER: u64 = 60;
 
-/// The public detail of [`UpstreamError::TooLarge`], which clients see only for the calls
-/// bounded by [`MAX_REPLY_BYTES`] (a test holds it to the constant).
-const TOO_LARGE: &str = "the upstream store answered more than 32768 bytes";
-
-/// Why a call to the upstream did not give an answer the consumer can use. The messages are for
-/// logs: they never contain credentials or the upstream's bodies.
+/// Why a call to the backend did not give an answer the consumer can use. The messages are for
+/// logs: they never contain credentials or the backend's bodies.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("the upstream is unreachable: {0}")]
+pub enum BackendError {
+    #[error("the backend is unreachable: {0}")]
     Unreachable(String),
     #[error("the circuit is open: failing fast for {0:?}")]
     CircuitOpen(Duration),
-    #[error("the upstream did not answer within {0:?}")]
+    #[error("the backend did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the upstream failed: {0}")]
+    #[error("the backend failed: {0}")]
     Failed(String),
-    #[error("the upstream refused the credentials in UPSTREAM_URL: {0}")]
+    #[error("the backend refused the credentials in UPSTREAM_URL: {0}")]
     Rejected(String),
-    #[error("the upstream's answer is not what it promises: {0}")]
+    #[error("the backend's answer is not what it promises: {0}")]
     Malformed(String),
     /// It answered more than this many bytes (`MAX_REPLY_BYTES`, or a click batch's bound).
-    #[error("the upstream answered more than {0} bytes")]
+    #[error("the backend answered more than {0} bytes")]
     TooLarge(usize),
-    #[error("the upstream's storage is full")]
+    #[error("the backend's storage is full")]
     Full,
     /// It answered 503, asking to be called again in this many seconds.
-    #[error("the upstream is busy: it answered 503, retry after {0} s")]
+    #[error("the backend is busy: it answered 503, retry after {0} s")]
     Busy(u64),
 }
 
-impl UpstreamError {
-    /// The status the consumer answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            UpstreamError::Unreachable(_)
-            | UpstreamError::CircuitOpen(_)
-            | UpstreamError::Full
-            | UpstreamError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamError::Failed(_)
-            | UpstreamError::Rejected(_)
-            | UpstreamError::Malformed(_)
-            | UpstreamError::TooLarge(_) => StatusCode::BAD_GATEWAY,
-        }
-    }
-
+impl BackendError {
     /// Seconds a client should wait before retrying, for 503s.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            UpstreamError::CircuitOpen(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            UpstreamError::Unreachable(_) => Some(1),
-            UpstreamError::Full => Some(FULL_RETRY_AFTER),
-            UpstreamError::Busy(seconds) => Some((*seconds).clamp(1, MAX_BUSY_RETRY_AFTER)),
+            BackendError::CircuitOpen(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            BackendError::Unreachable(_) => Some(1),
+            BackendError::Full => Some(FULL_RETRY_AFTER),
+            BackendError::Busy(seconds) => Some((*seconds).clamp(1, MAX_BUSY_RETRY_AFTER)),
             _ => None,
         }
     }
@@ -189,24 +163,27 @@ impl UpstreamError {
     /// Whether the call may not have reached the backend, or its answer was lost: the one
     /// failure worth trying again at once.
     pub fn worth_retrying(&self) -> bool {
-        matches!(self, UpstreamError::Unreachable(_))
+        matches!(self, BackendError::Unreachable(_))
     }
 
     /// What the client is told: which kind of failure, nothing internal.
-    pub fn public_detail(&self) -> &'static str {
-        match self {
-            UpstreamError::Unreachable(_) => "the upstream store is unreachable",
-            UpstreamError::CircuitOpen(_) => {
-                "the upstream store is failing; not calling it until it recovers"
+    pub fn public_detail(&self) -> String {
+        let detail = match self {
+            BackendError::Unreachable(_) => "the backend is unreachable",
+            BackendError::CircuitOpen(_) => {
+                "the backend is failing; not calling it until it recovers"
             }
-            UpstreamError::Timeout(_) => "the upstream store did not answer in time",
-            UpstreamError::Failed(_) => "the upstream store failed",
-            UpstreamError::Rejected(_) => "the upstream store refused this service's credentials",
-            UpstreamError::Malformed(_) => "the upstream store answered something unexpected",
-            UpstreamError::TooLarge(_) => TOO_LARGE,
-            UpstreamError::Full => "the upstream store is full; try again later",
-            UpstreamError::Busy(_) => "the upstream store is busy; try again shortly",
-        }
+            BackendError::Timeout(_) => "the backend did not answer in time",
+            BackendError::Failed(_) => "the backend failed",
+            BackendError::Rejected(_) => "the backend refused this service's credentials",
+            BackendError::Malformed(_) => "the backend answered something unexpected",
+            BackendError::TooLarge(limit) => {
+                return format!("the backend answered more than {limit} bytes");
+            }
+            BackendError::Full => "the backend is full; try again later",
+            BackendError::Busy(_) => "the backend is busy; try again shortly",
+        };
+        detail.to_owned()
     }
 }
 
@@ -226,7 +203,7 @@ pub enum Created {
 
 /// The attached backing service behind deadlines, one retry and a circuit breaker; one per
 /// process.
-pub struct Upstream {
+pub struct Backend {
     store: Box<dyn Store>,
     attachment: Attachment,
     breaker: Arc<Breaker>,
@@ -234,10 +211,10 @@ pub struct Upstream {
     calls: IntCounterVec,
 }
 
-impl Upstream {
+impl Backend {
     /// Attaches the adapter for the kind `settings` names, and registers the metrics in
     /// `registry`. Nothing is called yet: the backend need not be up.
-    pub fn new(settings: &UpstreamSettings, registry: &Registry) -> prometheus::Result<Self> {
+    pub fn new(settings: &BackendSettings, registry: &Registry) -> prometheus::Result<Self> {
         let store: Box<dyn Store> = match &settings.attachment {
             Attachment::Http(attachment) => {
                 Box::new(http::HttpStore::new(attachment.clone(), settings))
@@ -245,13 +222,13 @@ impl Upstream {
             Attachment::Redis(attachment) => Box::new(redis::RedisStore::new(attachment, settings)),
         };
         let circuit = IntGauge::new(
-            "consumer_upstream_circuit",
-            "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open",
+            "consumer_backend_circuit",
+            "State of the backend circuit breaker: 0 closed, 1 half-open, 2 open",
         )?;
         let calls = IntCounterVec::new(
             Opts::new(
-                "consumer_upstream_calls_total",
-                "Calls to the upstream by outcome",
+                "consumer_backend_calls_total",
+                "Calls to the backend by outcome",
             ),
             &["outcome"],
         )?;
@@ -261,7 +238,7 @@ impl Upstream {
             settings.circuit_failures,
             settings.circuit_cooldown,
             move |state| {
-                log::warn!("upstream circuit is now {}", state.as_str());
+                log::warn!("backend circuit is now {}", state.as_str());
                 circuit.set(match state {
                     Circuit::Closed => 0,
                     Circuit::HalfOpen => 1,
@@ -269,7 +246,7 @@ impl Upstream {
                 });
             },
         );
-        Ok(Upstream {
+        Ok(Backend {
             store,
             attachment: settings.attachment.clone(),
             breaker,
@@ -287,12 +264,12 @@ impl Upstream {
     }
 
     /// Who answers.
-    pub async fn info(&self) -> Result<Info, UpstreamError> {
+    pub async fn info(&self) -> Result<Info, BackendError> {
         self.call("info", || self.store.info()).await
     }
 
     /// The link stored under `code`, if any.
-    pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, UpstreamError> {
+    pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, BackendError> {
         self.call("link", || self.store.link(code)).await
     }
 
@@ -303,7 +280,7 @@ impl Upstream {
         &self,
         code: &Code,
         document: &LinkDocument,
-    ) -> Result<Created, UpstreamError> {
+    ) -> Result<Created, BackendError> {
         match self
             .call("create", || self.store.create_link(code, document))
             .await?
@@ -317,7 +294,7 @@ impl Upstream {
     }
 
     /// The clicks counted for `code`.
-    pub async fn clicks(&self, code: &Code) -> Result<i64, UpstreamError> {
+    pub async fn clicks(&self, code: &Code) -> Result<i64, BackendError> {
         self.call("clicks", || self.store.clicks(code)).await
     }
 
@@ -327,7 +304,7 @@ impl Upstream {
         &self,
         batch: &[(String, u64)],
         idempotency_key: &str,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<(), BackendError> {
         self.call("add clicks", || {
             self.store.add_clicks(batch, idempotency_key)
         })
@@ -339,11 +316,11 @@ impl Upstream {
         &'a self,
         what: &str,
         attempt: impl Fn() -> Attempt<'a, T>,
-    ) -> Result<T, UpstreamError> {
+    ) -> Result<T, BackendError> {
         let permit = self
             .breaker
             .admit(Instant::now())
-            .map_err(UpstreamError::CircuitOpen)
+            .map_err(BackendError::CircuitOpen)
             .inspect_err(|_| self.calls.with_label_values(&["circuit_open"]).inc())?;
         let attempts = async {
             match attempt().await {
@@ -357,20 +334,20 @@ impl Upstream {
         };
         let outcome = tokio::time::timeout(self.deadline, attempts)
             .await
-            .unwrap_or(Err(UpstreamError::Timeout(self.deadline)));
+            .unwrap_or(Err(BackendError::Timeout(self.deadline)));
         let label = match &outcome {
             Ok(_) => "answered",
             // A full or busy store and refused credentials are answers: the backend works (and
             // a full or busy one still serves reads), so none may open the circuit that
             // redirects go through.
-            Err(UpstreamError::Full) => "full",
-            Err(UpstreamError::Busy(_)) => "busy",
-            Err(UpstreamError::Rejected(_)) => "rejected",
-            Err(UpstreamError::Failed(_)) => "server_error",
-            Err(UpstreamError::Timeout(_)) => "timeout",
-            Err(UpstreamError::TooLarge(_)) => "oversized",
-            Err(UpstreamError::Malformed(_)) => "malformed",
-            Err(UpstreamError::Unreachable(_) | UpstreamError::CircuitOpen(_)) => "unreachable",
+            Err(BackendError::Full) => "full",
+            Err(BackendError::Busy(_)) => "busy",
+            Err(BackendError::Rejected(_)) => "rejected",
+            Err(BackendError::Failed(_)) => "server_error",
+            Err(BackendError::Timeout(_)) => "timeout",
+            Err(BackendError::TooLarge(_)) => "oversized",
+            Err(BackendError::Malformed(_)) => "malformed",
+            Err(BackendError::Unreachable(_) | BackendError::CircuitOpen(_)) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
         if matches!(label, "answered" | "full" | "busy" | "rejected") {

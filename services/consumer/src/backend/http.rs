@@ -3,21 +3,19 @@
 //! batches by `POST /v1/counters`).
 //!
 //! One `reqwest::Client` (so one connection pool) for the process, with a connect timeout and
-//! pooled connections retired before the upstream's keep-alive closes them. No reply is read
-//! beyond [`MAX_REPLY_BYTES`], and none of the upstream's bodies is passed on or logged.
+//! pooled connections retired before the backend's keep-alive closes them. No reply is read
+//! beyond [`MAX_REPLY_BYTES`], and none of the backend's bodies is passed on or logged.
 
 use std::error::Error as _;
 
-use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
-use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::attachment::HttpAttachment;
 use super::store::{Attempt, MAX_BATCH_CODES, Store};
-use super::{Created, Info, UpstreamError, UpstreamSettings};
+use super::{BackendError, BackendSettings, Created, Info};
 use crate::links::{Code, LinkDocument};
 
 /// The most the consumer reads of any reply: what the largest answer of the contract it uses
@@ -34,17 +32,17 @@ const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
 /// [`crate::links::CODE_PATTERN`], and a value of at most 20), plus 1 KiB for the rest.
 pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * 112 + 1024;
 
-/// Where a link's document and its click counter live upstream: `links/{code}` and
+/// Where a link's document and its click counter live in the backend: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`
 /// (OpenAPI 3.1, path templating), so this is how the contract lets a client name such a key.
 const LINKS: &str = "links%2F";
 const CLICKS: &str = "clicks%2F";
 
-/// A complete answer from the upstream.
+/// A complete answer from the backend.
 struct Reply {
     status: StatusCode,
-    body: Bytes,
-    /// The upstream's `Retry-After` in seconds, where it sent one.
+    body: Vec<u8>,
+    /// The backend's `Retry-After` in seconds, where it sent one.
     retry_after: Option<u64>,
 }
 
@@ -55,10 +53,10 @@ pub struct HttpStore {
 }
 
 impl HttpStore {
-    pub fn new(attachment: HttpAttachment, settings: &UpstreamSettings) -> Self {
+    pub fn new(attachment: HttpAttachment, settings: &BackendSettings) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
-            // Retire idle connections before the upstream's keep-alive (5 s) closes them, so a
+            // Retire idle connections before the backend's keep-alive (5 s) closes them, so a
             // request never lands on a connection the server is closing.
             .pool_idle_timeout(settings.pool_idle_timeout)
             .user_agent(concat!("portbound-consumer/", env!("CARGO_PKG_VERSION")))
@@ -76,7 +74,7 @@ impl HttpStore {
         body: Option<Vec<u8>>,
         headers: HeaderMap,
         reply_limit: usize,
-    ) -> Result<Reply, UpstreamError> {
+    ) -> Result<Reply, BackendError> {
         let url = self.attachment.endpoint(path);
         let mut request = self.http.request(method, url).headers(headers);
         if let Some(authorization) = self.attachment.authorization() {
@@ -94,15 +92,14 @@ impl HttpStore {
             Ok(response) => response,
             Err(error) if answered_garbage(&error) => {
                 let cause = describe(&error);
-                return Err(UpstreamError::Malformed(format!(
+                return Err(BackendError::Malformed(format!(
                     "not an HTTP answer: {cause}"
                 )));
             }
             // Not sent, or its answer lost: safe to send again.
-            Err(error) => return Err(UpstreamError::Unreachable(describe(&error))),
+            Err(error) => return Err(BackendError::Unreachable(describe(&error))),
         };
-        let status =
-            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = response.status();
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -114,7 +111,7 @@ impl HttpStore {
         })
     }
 
-    async fn get(&self, path: &str) -> Result<Reply, UpstreamError> {
+    async fn get(&self, path: &str) -> Result<Reply, BackendError> {
         self.call(Method::GET, path, None, HeaderMap::new(), MAX_REPLY_BYTES)
             .await
     }
@@ -200,7 +197,7 @@ impl Store for HttpStore {
             let body = serde_json::to_vec(&Increments { increments }).expect("JSON");
             let mut headers = HeaderMap::new();
             let key = HeaderValue::from_str(idempotency_key)
-                .map_err(|_| UpstreamError::Malformed("unusable idempotency key".to_owned()))?;
+                .map_err(|_| BackendError::Malformed("unusable idempotency key".to_owned()))?;
             headers.insert("idempotency-key", key);
             let reply = self
                 .call(
@@ -219,26 +216,26 @@ impl Store for HttpStore {
 /// The body of `response`, at most `limit` bytes: refused at once when its `Content-Length`
 /// says more, cut off as soon as more arrives. Dropping the response unread
 /// closes its connection instead of returning it to the pool. A body that breaks off after the
-/// upstream began to answer is its failure (502), not a reason to call it again.
+/// backend began to answer is its failure (502), not a reason to call it again.
 async fn bounded_body(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<Bytes, UpstreamError> {
+) -> Result<Vec<u8>, BackendError> {
     let announced = response.content_length().unwrap_or(0);
     if announced > limit as u64 {
-        return Err(UpstreamError::TooLarge(limit));
+        return Err(BackendError::TooLarge(limit));
     }
     let mut body = Vec::with_capacity(announced as usize);
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) if body.len() + chunk.len() > limit => {
-                return Err(UpstreamError::TooLarge(limit));
+                return Err(BackendError::TooLarge(limit));
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return Ok(Bytes::from(body)),
+            Ok(None) => return Ok(body),
             Err(error) => {
                 let cause = describe(&error);
-                return Err(UpstreamError::Malformed(format!(
+                return Err(BackendError::Malformed(format!(
                     "the body broke off: {cause}"
                 )));
             }
@@ -246,7 +243,7 @@ async fn bounded_body(
     }
 }
 
-/// Whether the upstream answered, but not in HTTP: a status line or headers that do not parse,
+/// Whether the backend answered, but not in HTTP: a status line or headers that do not parse,
 /// or a head larger than any answer.
 fn answered_garbage(error: &reqwest::Error) -> bool {
     let mut source = error.source();
@@ -271,7 +268,7 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
-fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamError> {
+fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), BackendError> {
     if expected.contains(&reply.status) {
         Ok(())
     } else {
@@ -279,22 +276,20 @@ fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), UpstreamE
     }
 }
 
-fn unexpected(reply: &Reply) -> UpstreamError {
+fn unexpected(reply: &Reply) -> BackendError {
     match reply.status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            UpstreamError::Rejected(format!("it answered {}", reply.status))
+            BackendError::Rejected(format!("it answered {}", reply.status))
         }
-        StatusCode::INSUFFICIENT_STORAGE => UpstreamError::Full,
+        StatusCode::INSUFFICIENT_STORAGE => BackendError::Full,
         // Shedding writes (or shutting down): an answer that asks to come back later.
-        StatusCode::SERVICE_UNAVAILABLE => UpstreamError::Busy(reply.retry_after.unwrap_or(1)),
-        status if status.is_server_error() => {
-            UpstreamError::Failed(format!("it answered {status}"))
-        }
-        status => UpstreamError::Malformed(format!("unexpected status {status}")),
+        StatusCode::SERVICE_UNAVAILABLE => BackendError::Busy(reply.retry_after.unwrap_or(1)),
+        status if status.is_server_error() => BackendError::Failed(format!("it answered {status}")),
+        status => BackendError::Malformed(format!("unexpected status {status}")),
     }
 }
 
-fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, UpstreamError> {
+fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, BackendError> {
     serde_json::from_slice(&reply.body)
-        .map_err(|error| UpstreamError::Malformed(format!("unreadable body: {error}")))
+        .map_err(|error| BackendError::Malformed(format!("unreadable body: {error}")))
 }

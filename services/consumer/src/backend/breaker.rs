@@ -1,5 +1,5 @@
 //! A circuit breaker: after repeated failures, fail fast instead of making every caller wait
-//! for a dead upstream, and probe now and then to find out when it is back.
+//! for a dead backend, and probe now and then to find out when it is back.
 //!
 //! Closed: calls go through; `failures` consecutive failures open it. Open: calls fail at once
 //! (with how long until the next probe, for `Retry-After`) until the cooldown has passed. Then
@@ -8,9 +8,9 @@
 //! call probe instead, so the breaker can never stay stuck half-open.
 //!
 //! The first cooldown is short ([`FIRST_COOLDOWN`]) and each failed probe makes the next one
-//! half as long again, up to the configured cooldown: an upstream that was away for a moment
+//! half as long again, up to the configured cooldown: a backend that was away for a moment
 //! is used again within a moment of its return, one that stays away is probed less and less.
-//! Its cooldowns add up to 2.08 s before one exceeds a second, so an upstream gone for two
+//! Its cooldowns add up to 2.08 s before one exceeds a second, so a backend gone for two
 //! seconds is probed again within a second of coming back.
 
 use std::sync::{Arc, Mutex};

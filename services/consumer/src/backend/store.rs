@@ -1,22 +1,22 @@
 //! What the consumer needs from any backing service, whatever its kind: the one interface
 //! every adapter implements. Deadlines, the retry and the circuit breaker are not here:
-//! [`super::Upstream`] wraps them once around whichever adapter is attached.
+//! [`super::Backend`] wraps them once around whichever adapter is attached.
 //!
-//! An adapter makes one attempt per call and says how it failed with an [`UpstreamError`]:
+//! An adapter makes one attempt per call and says how it failed with an [`BackendError`]:
 //! `Unreachable` when the request may not have arrived or its answer was lost (the one failure
 //! that is retried, since every operation here is safe to repeat), `Rejected` for refused
 //! credentials, `Full` for a store out of space, `Failed` and `Malformed` for the rest.
 
 use futures_util::future::BoxFuture;
 
-use super::{Created, Info, UpstreamError};
+use super::{BackendError, Created, Info};
 use crate::links::{Code, LinkDocument};
 
 /// The most codes one click batch carries: the v1 contract's bound on a batch of increments.
 pub const MAX_BATCH_CODES: usize = 1000;
 
 /// The result of one attempt.
-pub type Attempt<'a, T> = BoxFuture<'a, Result<T, UpstreamError>>;
+pub type Attempt<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
 
 /// A backing service for links and their clicks.
 pub trait Store: Send + Sync {

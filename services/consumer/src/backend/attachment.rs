@@ -34,7 +34,7 @@ pub struct HttpAttachment {
     authorization: Option<HeaderValue>,
 }
 
-/// How the consumer proves itself to the upstream.
+/// How the consumer proves itself to the backend.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// From `user:token@`.
@@ -185,7 +185,7 @@ impl HttpAttachment {
         })
     }
 
-    /// The URL of `path` (relative, like `v1/kv/links/abc`) on the upstream.
+    /// The URL of `path` (relative, like `v1/kv/links/abc`) on the backend.
     pub fn endpoint(&self, path: &str) -> Url {
         self.base
             .join(path.trim_start_matches('/'))
@@ -196,7 +196,7 @@ impl HttpAttachment {
         self.credentials.as_ref()
     }
 
-    /// The `Authorization` header every request to the upstream carries, if any.
+    /// The `Authorization` header every request to the backend carries, if any.
     pub fn authorization(&self) -> Option<&HeaderValue> {
         self.authorization.as_ref()
     }
