@@ -53,6 +53,21 @@ impl Stack {
     }
 }
 
+/// Asserts that the element `id`, a live region with nothing in it yet, is drawn as nothing: no
+/// height, so no empty box or gap under the form.
+async fn assert_takes_no_space(browser: &Browser, id: &str) {
+    let height = browser
+        .eval(&format!(
+            "return document.getElementById('{id}').getBoundingClientRect().height;"
+        ))
+        .await;
+    assert_eq!(
+        height.as_f64(),
+        Some(0.0),
+        "#{id} is empty but drawn {height} px high"
+    );
+}
+
 /// Fills the form and submits it with the keyboard.
 async fn submit(browser: &Browser, url: &str, code: &str) {
     let client = &browser.client;
@@ -137,6 +152,9 @@ async fn the_page_names_its_instance_makes_a_link_that_redirects_and_lists_it() 
     eprintln!("first contentful paint: {paint} ms");
     assert_eq!(browser.text("backend-instance").await.unwrap(), "page-a");
     assert_eq!(browser.text("backend-state").await.unwrap(), "reachable");
+    for empty in ["result", "url-error", "code-error", "form-error"] {
+        assert_takes_no_space(&browser, empty).await;
+    }
     mark(&browser).await;
 
     let target = format!("{}/livez", stack.upstream.url);
