@@ -226,6 +226,22 @@ impl Layers {
         parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, false))
     }
 
+    /// Reads `variable` (or `default` when unset) as a whole number within `range`; the error
+    /// says `what` it counts and the range, from the same bounds that check it.
+    pub fn parse_in_range<T>(
+        &self,
+        variable: &str,
+        default: T,
+        what: &str,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        let expected = format!("{what} from {} to {}", range.start(), range.end());
+        self.parse(variable, &default.to_string(), &expected, in_range(range))
+    }
+
     /// Reads `variable` if it is set, and parses it.
     pub fn parse_optional<T, E>(
         &self,
@@ -483,6 +499,21 @@ mod tests {
     fn unrelated_environment_variables_are_ignored() {
         let layers = Layers::from_vars(vars(&[("HOME", "/root"), ("PORT", "1")])).unwrap();
         assert_eq!(port(&layers), Ok(1));
+    }
+
+    #[test]
+    fn a_number_out_of_range_is_refused_with_the_range_it_was_checked_against() {
+        let layers = Layers::from_vars(vars(&[("WORKERS", "257")])).unwrap();
+        let error = layers.parse_in_range::<usize>("WORKERS", 2, "a number of workers", 1..=256);
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            r#"WORKERS="257": expected a number of workers from 1 to 256"#
+        );
+        let unset = Layers::from_vars(vars(&[])).unwrap();
+        assert_eq!(
+            unset.parse_in_range("WORKERS", 2, "workers", 1..=256),
+            Ok(2)
+        );
     }
 
     #[test]

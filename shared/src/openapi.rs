@@ -101,6 +101,45 @@ pub fn finish(document: utoipa::openapi::OpenApi, headers: &[ResponseHeader]) ->
     document
 }
 
+/// Writes each bound into the document's text: `{NAME}` (upper case, as in
+/// `"Up to {MAX_INCREMENTS} increments"`) becomes the value given for `NAME`. A handler's
+/// description is a literal in an attribute, where a constant cannot go; so it names the bound,
+/// and the bound's value comes from its constant here. [`unstated_bounds`] finds any left.
+pub fn state_bounds(document: &mut Value, bounds: &[(&str, String)]) {
+    match document {
+        Value::String(text) => {
+            for (name, value) in bounds {
+                *text = text.replace(&format!("{{{name}}}"), value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| state_bounds(item, bounds)),
+        Value::Object(members) => members
+            .values_mut()
+            .for_each(|member| state_bounds(member, bounds)),
+        _ => {}
+    }
+}
+
+/// The `{NAME}` placeholders that no bound filled; the services' tests require none.
+pub fn unstated_bounds(document: &Value) -> Vec<String> {
+    let placeholder = regex::Regex::new(r"\{[A-Z][A-Z0-9_]*\}").expect("a valid expression");
+    let mut found = Vec::new();
+    let mut texts = vec![document];
+    while let Some(value) = texts.pop() {
+        match value {
+            Value::String(text) => found.extend(
+                placeholder
+                    .find_iter(text)
+                    .map(|name| name.as_str().to_owned()),
+            ),
+            Value::Array(items) => texts.extend(items),
+            Value::Object(members) => texts.extend(members.values()),
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Declares that a `status` answer of operation `from` gives what operation `to` needs:
 /// `parameters` maps `to`'s parameter names to runtime expressions such as
 /// `$response.body#/code` or `$request.path.key`. Clients and stateful fuzzers follow links.

@@ -30,7 +30,7 @@ use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
+use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 use crate::health::Lifecycle;
 use crate::metrics::{Registry, RequestMetrics};
 
@@ -90,11 +90,11 @@ impl ServerSettings {
                 "a port number from 0 to 65535 (0 = any free port)",
                 str::parse,
             )?,
-            workers: layers.parse(
+            workers: layers.parse_in_range::<usize>(
                 "WORKERS",
-                &cpus.to_string(),
-                "a number of worker threads from 1 to 256",
-                in_range::<usize>(1..=256),
+                cpus,
+                "a number of worker threads",
+                1..=256,
             )?,
             shutdown_delay: layers.parse(
                 "SHUTDOWN_DELAY",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, Variable, duration, in_range};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, Variable, duration};
 use shared::server::ServerSettings;
 use url::Url;
 
@@ -62,11 +62,11 @@ impl Settings {
                 DURATION_EXPECTED,
                 duration,
             )?,
-            click_buffer_limit: layers.parse(
+            click_buffer_limit: layers.parse_in_range::<usize>(
                 "CLICK_BUFFER_LIMIT",
-                "100000",
-                "a number of codes from 1 to 10000000",
-                in_range::<usize>(1..=10_000_000),
+                100000,
+                "a number of codes",
+                1..=10_000_000,
             )?,
         })
     }

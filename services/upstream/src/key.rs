@@ -30,7 +30,7 @@ pub struct Key(String);
 /// Why a text is not a key; the message is meant for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid key {0:?}: expected 1 to 256 characters of A-Z a-z 0-9 . _ : / - in segments that are not empty, '.' or '..'"
+    "invalid key {0:?}: expected 1 to {MAX_LEN} characters of A-Z a-z 0-9 . _ : / - in segments that are not empty, '.' or '..'"
 )]
 pub struct InvalidKey(pub String);
 
@@ -65,11 +65,11 @@ impl utoipa::PartialSchema for Key {
             .string()
             .min_length(Some(1))
             .max_length(Some(MAX_LEN))
-            .description(Some(
-                "1–256 characters of A-Z a-z 0-9 . _ : / -, in segments split by `/` none of \
-                 which is empty, `.` or `..`. In a path, write each `/` of a key as `%2F` (a \
-                 raw `/` is accepted too).",
-            ))
+            .description(Some(format!(
+                "1–{MAX_LEN} characters of A-Z a-z 0-9 . _ : / -, in segments split by `/` none \
+                 of which is empty, `.` or `..`. In a path, write each `/` of a key as `%2F` (a \
+                 raw `/` is accepted too)."
+            )))
             .into()
     }
 }

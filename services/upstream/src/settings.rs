@@ -2,9 +2,12 @@
 
 use std::fmt;
 
-use shared::config::{ConfigError, Layers, Variable, in_range};
+use shared::config::{ConfigError, Layers, Variable};
 use shared::pattern::Pattern;
 use shared::server::ServerSettings;
+
+/// The largest value accepted when `MAX_VALUE_BYTES` is unset: 64 KiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
 
 /// The port the upstream binds when `PORT` is unset.
 pub const DEFAULT_PORT: u16 = 8081;
@@ -26,7 +29,8 @@ pub struct Settings {
     /// Name reported by `/v1/info` and the `X-Instance` header. `INSTANCE_NAME`, default
     /// `upstream`.
     pub instance_name: String,
-    /// Largest accepted value (request body), in bytes. `MAX_VALUE_BYTES`, default 65536.
+    /// Largest accepted value (request body), in bytes. `MAX_VALUE_BYTES`, default
+    /// [`DEFAULT_MAX_VALUE_BYTES`].
     pub max_value_bytes: usize,
     /// Memory for the cache of values that answers most GETs without reading SQLite, in bytes.
     /// `READ_CACHE_BYTES`, default 67108864 (64 MiB); 0 turns the cache off.
@@ -80,11 +84,11 @@ impl Settings {
                     }
                 },
             )?,
-            max_value_bytes: layers.parse(
+            max_value_bytes: layers.parse_in_range::<usize>(
                 "MAX_VALUE_BYTES",
-                "65536",
-                "a size in bytes from 1 to 16777216",
-                in_range::<usize>(1..=16_777_216),
+                DEFAULT_MAX_VALUE_BYTES,
+                "a size in bytes",
+                1..=16_777_216,
             )?,
             read_cache_bytes: layers.parse(
                 "READ_CACHE_BYTES",
@@ -92,11 +96,11 @@ impl Settings {
                 "a size in bytes (0 turns the cache off)",
                 str::parse,
             )?,
-            write_queue_limit: layers.parse(
+            write_queue_limit: layers.parse_in_range::<usize>(
                 "WRITE_QUEUE_LIMIT",
-                "4096",
-                "a number of writes from 1 to 1000000",
-                in_range::<usize>(1..=1_000_000),
+                crate::storage::DEFAULT_WRITE_QUEUE,
+                "a number of writes",
+                1..=1_000_000,
             )?,
         })
     }
@@ -108,7 +112,7 @@ impl Settings {
             database_path: ":memory:".to_owned(),
             access_token: None,
             instance_name: "upstream".to_owned(),
-            max_value_bytes: 65536,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             read_cache_bytes: 1 << 20,
             write_queue_limit: crate::storage::DEFAULT_WRITE_QUEUE,
         }
@@ -167,7 +171,7 @@ mod tests {
         assert_eq!(settings.database_path, "data/upstream.sqlite3");
         assert_eq!(settings.access_token, None);
         assert_eq!(settings.instance_name, "upstream");
-        assert_eq!(settings.max_value_bytes, 65536);
+        assert_eq!(settings.max_value_bytes, 65536, "the documented default");
         assert_eq!(settings.read_cache_bytes, 64 << 20);
     }
 

@@ -48,7 +48,7 @@ pub enum BackendFailures {
             ("Location" = String, description = "The link's API resource, `/api/links/{code}`"))),
         (status = 400, description = "The body is not JSON"),
         (status = 409, description = "The custom code is taken"),
-        (status = 413, description = "The body is larger than 32 KiB"),
+        (status = 413, description = "The body is larger than {BODY_LIMIT_KIB} KiB"),
         (status = 415, description = "The body is not declared as application/json"),
         (status = 422, description = "An invalid url or code, or a field that is not url or code"),
         BackendFailures))]

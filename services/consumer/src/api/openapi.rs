@@ -23,6 +23,8 @@ pub struct ApiDoc;
 /// The document the consumer serves.
 pub fn document() -> Value {
     let mut document = shared::openapi::finish(ApiDoc::openapi(), &[]);
+    let body_limit_kib = (super::BODY_LIMIT / 1024).to_string();
+    shared::openapi::state_bounds(&mut document, &[("BODY_LIMIT_KIB", body_limit_kib)]);
     let code = &mut document["components"]["schemas"]["NewLink"]["properties"]["code"];
     code["not"] = crate::links::reserved_schema();
     code["description"] = format!(
@@ -40,4 +42,25 @@ pub fn document() -> Value {
         );
     }
     document
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bound_the_document_states_is_its_constant() {
+        let document = document();
+        assert_eq!(
+            shared::openapi::unstated_bounds(&document),
+            Vec::<String>::new()
+        );
+        let create = &document["paths"]["/api/links"]["post"]["responses"];
+        let too_large = create["413"]["description"].as_str().unwrap();
+        assert!(too_large.ends_with(&format!("{} KiB", super::super::BODY_LIMIT / 1024)));
+        let url = &document["components"]["schemas"]["NewLink"]["properties"]["url"];
+        assert_eq!(url["maxLength"], crate::links::MAX_URL_LEN);
+        let text = url["description"].as_str().unwrap();
+        assert!(text.contains(&format!("at most {} characters", crate::links::MAX_URL_LEN)));
+    }
 }

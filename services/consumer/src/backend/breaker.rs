@@ -48,11 +48,15 @@ enum State {
     HalfOpen { probing: bool, cooldown: Duration },
 }
 
+/// Where the breaker reads the time: the monotonic clock in service, a hand-moved one in tests.
+pub type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
 pub struct Breaker {
     state: Mutex<State>,
     failures: u32,
     cooldown: Duration,
     on_change: Box<dyn Fn(Circuit) + Send + Sync>,
+    clock: Clock,
 }
 
 /// Leave to make one call; say how it went with [`Permit::succeeded`] or [`Permit::failed`].
@@ -72,11 +76,22 @@ impl Breaker {
         cooldown: Duration,
         on_change: impl Fn(Circuit) + Send + Sync + 'static,
     ) -> Arc<Self> {
+        Self::with_clock(failures, cooldown, on_change, Box::new(Instant::now))
+    }
+
+    /// Like [`Breaker::new`], reading the time from `clock`.
+    pub fn with_clock(
+        failures: u32,
+        cooldown: Duration,
+        on_change: impl Fn(Circuit) + Send + Sync + 'static,
+        clock: Clock,
+    ) -> Arc<Self> {
         Arc::new(Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
             failures,
             cooldown,
             on_change: Box::new(on_change),
+            clock,
         })
     }
 
@@ -87,7 +102,8 @@ impl Breaker {
     }
 
     /// A permit for one call, or how long to wait before asking again.
-    pub fn admit(self: &Arc<Self>, now: Instant) -> Result<Permit, Duration> {
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, Duration> {
+        let now = (self.clock)();
         let mut state = self.lock();
         let probe = match *state {
             State::Closed { .. } => false,
@@ -114,7 +130,8 @@ impl Breaker {
         })
     }
 
-    pub fn circuit(&self, now: Instant) -> Circuit {
+    pub fn circuit(&self) -> Circuit {
+        let now = (self.clock)();
         match *self.lock() {
             State::Closed { .. } => Circuit::Closed,
             State::Open { until, .. } if now < until => Circuit::Open,
@@ -122,7 +139,8 @@ impl Breaker {
         }
     }
 
-    fn settle(&self, success: bool, now: Instant) {
+    fn settle(&self, success: bool) {
+        let now = (self.clock)();
         let mut state = self.lock();
         let before = circuit_of(&state);
         *state = match (&*state, success) {
@@ -165,12 +183,12 @@ fn circuit_of(state: &State) -> Circuit {
 impl Permit {
     pub fn succeeded(mut self) {
         self.settled = true;
-        self.breaker.settle(true, Instant::now());
+        self.breaker.settle(true);
     }
 
     pub fn failed(mut self) {
         self.settled = true;
-        self.breaker.settle(false, Instant::now());
+        self.breaker.settle(false);
     }
 }
 
@@ -192,119 +210,124 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
-    fn breaker() -> Arc<Breaker> {
-        Breaker::new(3, Duration::from_secs(5), |_| {})
+    /// A clock that moves only when the test moves it.
+    #[derive(Clone)]
+    struct Hands(Arc<Mutex<Instant>>);
+
+    impl Hands {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    /// A breaker that opens after 3 failures, with cooldowns up to 5 s, on a stopped clock.
+    fn breaker() -> (Arc<Breaker>, Hands) {
+        let hands = Hands(Arc::new(Mutex::new(Instant::now())));
+        let read = hands.clone();
+        let clock = Box::new(move || *read.0.lock().unwrap());
+        let breaker = Breaker::with_clock(3, Duration::from_secs(5), |_| {}, clock);
+        (breaker, hands)
+    }
+
+    fn open(breaker: &Arc<Breaker>) {
+        for _ in 0..3 {
+            breaker.admit().unwrap().failed();
+        }
     }
 
     #[test]
     fn it_opens_after_consecutive_failures_only() {
-        let breaker = breaker();
-        let now = Instant::now();
-        breaker.admit(now).unwrap().failed();
-        breaker.admit(now).unwrap().failed();
-        breaker.admit(now).unwrap().succeeded();
-        breaker.admit(now).unwrap().failed();
-        breaker.admit(now).unwrap().failed();
-        assert_eq!(breaker.circuit(now), Circuit::Closed);
-        breaker.admit(now).unwrap().failed();
-        assert_eq!(breaker.circuit(Instant::now()), Circuit::Open);
-        let wait = breaker.admit(Instant::now()).err().unwrap();
-        assert!(wait > Duration::ZERO && wait <= FIRST_COOLDOWN, "{wait:?}");
+        let (breaker, _) = breaker();
+        breaker.admit().unwrap().failed();
+        breaker.admit().unwrap().failed();
+        breaker.admit().unwrap().succeeded();
+        breaker.admit().unwrap().failed();
+        breaker.admit().unwrap().failed();
+        assert_eq!(breaker.circuit(), Circuit::Closed);
+        breaker.admit().unwrap().failed();
+        assert_eq!(breaker.circuit(), Circuit::Open);
+        assert_eq!(breaker.admit().err(), Some(FIRST_COOLDOWN));
     }
 
-    /// Fails the probe at each cooldown's end and returns how long each cooldown was. (A permit
-    /// settles at the real time, so the cooldowns are read from it.)
-    fn cooldowns(breaker: &Arc<Breaker>, count: usize) -> Vec<Duration> {
+    /// Fails the probe at each cooldown's end and returns how long each cooldown was.
+    fn cooldowns(breaker: &Arc<Breaker>, hands: &Hands, count: usize) -> Vec<Duration> {
         (0..count)
             .map(|_| {
-                let now = Instant::now();
-                let wait = breaker.admit(now).err().expect("open");
-                let probe = breaker
-                    .admit(now + wait)
-                    .expect("a probe at the cooldown's end");
-                probe.failed();
-                // Read a moment after it was set: to the millisecond, it is the cooldown.
-                Duration::from_millis((wait.as_secs_f64() * 1e3).round() as u64)
+                let wait = breaker.admit().err().expect("open");
+                hands.advance(wait);
+                breaker
+                    .admit()
+                    .expect("a probe at the cooldown's end")
+                    .failed();
+                wait
             })
             .collect()
     }
 
     #[test]
-    fn cooldowns_grow_while_the_upstream_stays_away_up_to_the_configured_one() {
-        let breaker = breaker();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
+    fn cooldowns_grow_while_the_backend_stays_away_up_to_the_configured_one() {
+        let (breaker, hands) = breaker();
+        open(&breaker);
+        let seen = cooldowns(&breaker, &hands, 12);
+        let mut expected = vec![FIRST_COOLDOWN];
+        while expected.len() < 12 {
+            let next = expected.last().unwrap().mul_f64(GROWTH);
+            expected.push(next.min(Duration::from_secs(5)));
         }
-        let seen = cooldowns(&breaker, 12);
-        assert!(seen[0] <= FIRST_COOLDOWN, "{seen:?}");
-        assert!(
-            seen.windows(2)
-                .all(|pair| pair[0] < pair[1] || pair[1] == Duration::from_secs(5))
-        );
-        assert_eq!(seen.last(), Some(&Duration::from_secs(5)), "{seen:?}");
-        // Before a cooldown passes one second, two seconds have gone by.
-        let mut elapsed = Duration::ZERO;
-        for cooldown in &seen {
-            if *cooldown > Duration::from_secs(1) {
-                break;
-            }
-            elapsed += *cooldown;
-        }
+        assert_eq!(seen, expected);
+        assert_eq!(seen.last(), Some(&Duration::from_secs(5)));
+        // Before a cooldown passes one second, two seconds have gone by (the module's promise).
+        let elapsed: Duration = seen
+            .iter()
+            .take_while(|cooldown| **cooldown <= Duration::from_secs(1))
+            .sum();
         assert!(elapsed >= Duration::from_secs(2), "{seen:?}");
     }
 
     #[test]
     fn a_success_starts_the_next_outage_from_the_first_cooldown() {
-        let breaker = breaker();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
-        }
-        let seen = cooldowns(&breaker, 6);
+        let (breaker, hands) = breaker();
+        open(&breaker);
+        let seen = cooldowns(&breaker, &hands, 6);
         assert!(seen[5] > FIRST_COOLDOWN * 5, "{seen:?}");
-        let later = Instant::now() + Duration::from_secs(10);
-        breaker.admit(later).unwrap().succeeded();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
-        }
-        let wait = breaker.admit(Instant::now()).err().unwrap();
-        assert!(wait <= FIRST_COOLDOWN, "{wait:?}");
+        hands.advance(Duration::from_secs(10));
+        breaker.admit().unwrap().succeeded();
+        open(&breaker);
+        assert_eq!(breaker.admit().err(), Some(FIRST_COOLDOWN));
     }
 
     #[test]
     fn after_the_cooldown_one_probe_decides() {
-        let breaker = breaker();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
-        }
-        let later = Instant::now() + Duration::from_secs(6);
-        assert_eq!(breaker.circuit(later), Circuit::HalfOpen);
-        let probe = breaker.admit(later).unwrap();
-        assert!(breaker.admit(later).is_err(), "a second call while probing");
+        let (breaker, hands) = breaker();
+        open(&breaker);
+        hands.advance(FIRST_COOLDOWN - Duration::from_millis(1));
+        assert_eq!(breaker.circuit(), Circuit::Open);
+        hands.advance(Duration::from_millis(1));
+        assert_eq!(breaker.circuit(), Circuit::HalfOpen);
+        let probe = breaker.admit().unwrap();
+        assert!(breaker.admit().is_err(), "a second call while probing");
         probe.succeeded();
-        assert_eq!(breaker.circuit(later), Circuit::Closed);
-        assert!(breaker.admit(later).is_ok());
+        assert_eq!(breaker.circuit(), Circuit::Closed);
+        assert!(breaker.admit().is_ok());
     }
 
     #[test]
     fn a_failed_probe_opens_it_again() {
-        let breaker = breaker();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
-        }
-        let later = Instant::now() + Duration::from_secs(6);
-        breaker.admit(later).unwrap().failed();
-        assert_eq!(breaker.circuit(Instant::now()), Circuit::Open);
+        let (breaker, hands) = breaker();
+        open(&breaker);
+        hands.advance(FIRST_COOLDOWN);
+        breaker.admit().unwrap().failed();
+        assert_eq!(breaker.circuit(), Circuit::Open);
+        assert_eq!(breaker.admit().err(), Some(FIRST_COOLDOWN.mul_f64(GROWTH)));
     }
 
     #[test]
     fn an_abandoned_probe_lets_the_next_call_probe() {
-        let breaker = breaker();
-        for _ in 0..3 {
-            breaker.admit(Instant::now()).unwrap().failed();
-        }
-        let later = Instant::now() + Duration::from_secs(6);
-        drop(breaker.admit(later).unwrap());
-        assert!(breaker.admit(later).is_ok());
+        let (breaker, hands) = breaker();
+        open(&breaker);
+        hands.advance(FIRST_COOLDOWN);
+        drop(breaker.admit().unwrap());
+        assert!(breaker.admit().is_ok());
     }
 
     #[test]
@@ -312,8 +335,8 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let breaker = Breaker::new(1, Duration::ZERO, move |c| log.lock().unwrap().push(c));
-        breaker.admit(Instant::now()).unwrap().failed();
-        breaker.admit(Instant::now()).unwrap().succeeded();
+        breaker.admit().unwrap().failed();
+        breaker.admit().unwrap().succeeded();
         assert_eq!(
             *seen.lock().unwrap(),
             [Circuit::Open, Circuit::HalfOpen, Circuit::Closed]

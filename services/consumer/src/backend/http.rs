@@ -16,21 +16,25 @@ use serde::{Deserialize, Serialize};
 use super::attachment::HttpAttachment;
 use super::store::{Attempt, MAX_BATCH_CODES, Store};
 use super::{BackendError, BackendSettings, Created, Info};
-use crate::links::{Code, LinkDocument};
+use crate::links::{Code, LinkDocument, MAX_CODE_LEN, MAX_URL_LEN};
 
 /// The most the consumer reads of any reply: what the largest answer of the contract it uses
-/// can take. That is a link document whose 2048-character URL is all four-byte characters,
-/// stored percent-encoded (12 bytes each: 24 KiB), with its creation time and id; counters and
-/// `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
+/// can take. That is a link document whose URL of [`MAX_URL_LEN`] characters is all four-byte
+/// characters, stored percent-encoded (12 bytes each), with its creation time and id; counters
+/// and `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
 /// one that sends more is cut off there, so a backend cannot make the consumer buffer more.
 pub const MAX_REPLY_BYTES: usize = 32 * 1024;
 
-const _: () = assert!(crate::links::MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
+const _: () = assert!(MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
 
-/// The most the consumer reads of a click batch's reply: each counter as
-/// `{"name":"clicks/…","value":…},` is at most 112 bytes (a code of at most 64 characters,
-/// [`crate::links::CODE_PATTERN`], and a value of at most 20), plus 1 KiB for the rest.
-pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * 112 + 1024;
+/// The longest counter in a click batch's reply: `{"name":"clicks/…","value":…},` with a code
+/// of [`MAX_CODE_LEN`] characters and a value of 20 digits.
+const MAX_COUNTER_REPLY_BYTES: usize =
+    r#"{"name":"clicks/"#.len() + MAX_CODE_LEN + r#"","value":"#.len() + 20 + "},".len();
+
+/// The most the consumer reads of a click batch's reply: [`MAX_BATCH_CODES`] of the longest
+/// counters, plus 1 KiB for the rest.
+pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * MAX_COUNTER_REPLY_BYTES + 1024;
 
 /// Where a link's document and its click counter live in the backend: `links/{code}` and
 /// `clicks/{code}`, the key's `/` written as `%2F`. A path parameter must not hold a raw `/`

@@ -26,7 +26,7 @@ mod status;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::Deserialize;
@@ -34,7 +34,7 @@ use serde::Deserialize;
 pub use attachment::{Attachment, Credentials};
 pub use breaker::{Breaker, Circuit, FIRST_COOLDOWN};
 pub use http::MAX_REPLY_BYTES;
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration, in_range};
+use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 pub use status::{BackendStatus, STATUS_WAIT};
 use store::{Attempt, Store};
 
@@ -87,11 +87,11 @@ impl BackendSettings {
                 DURATION_EXPECTED,
                 duration,
             )?,
-            circuit_failures: layers.parse(
+            circuit_failures: layers.parse_in_range::<u32>(
                 "CIRCUIT_FAILURES",
-                "5",
-                "a number of failures from 1 to 1000",
-                in_range::<u32>(1..=1000),
+                5,
+                "a number of failures",
+                1..=1000,
             )?,
             circuit_cooldown: layers.parse(
                 "CIRCUIT_COOLDOWN",
@@ -260,7 +260,7 @@ impl Backend {
     }
 
     pub fn circuit(&self) -> Circuit {
-        self.breaker.circuit(Instant::now())
+        self.breaker.circuit()
     }
 
     /// Who answers.
@@ -319,7 +319,7 @@ impl Backend {
     ) -> Result<T, BackendError> {
         let permit = self
             .breaker
-            .admit(Instant::now())
+            .admit()
             .map_err(BackendError::CircuitOpen)
             .inspect_err(|_| self.calls.with_label_values(&["circuit_open"]).inc())?;
         let attempts = async {

@@ -33,6 +33,10 @@ pub struct Counter {
 /// What an `Idempotency-Key` may be: 1–255 visible ASCII characters.
 pub static IDEMPOTENCY_KEY_PATTERN: Pattern = Pattern::new("^[!-~]{1,255}$");
 
+/// The longest `Idempotency-Key`: the bound in [`IDEMPOTENCY_KEY_PATTERN`] (a test holds them
+/// together).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
 /// The increment's body; `null` or an empty body means `{"by": 1}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,7 +145,7 @@ fn one() -> i64 {
 
 #[utoipa::path(post, path = "/v1/counters/{name}", operation_id = "incrementCounter", tag = "counters",
     params(("name" = Key, Path, description = "A counter's name: the same rules as keys"),
-        ("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "Remembered for 24 hours per counter: the same key and amount again answers the value it produced without counting")),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "Remembered for {IDEMPOTENCY_HOURS} hours per counter: the same key and amount again answers the value it produced without counting")),
     request_body(content = Option<IncrementBy>, content_type = "application/json"),
     responses(
         (status = 200, description = "The counter after the increment", body = Counter, headers(
@@ -197,7 +201,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
                 Ok(key.to_owned())
             } else {
                 Err(ApiError::BadRequest(
-                    "the Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+                    format!(
+                    "the Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+                ),
                 ))
             }
         })
@@ -205,16 +211,16 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/counters", operation_id = "incrementCounters", tag = "counters",
-    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "Remembered for 24 hours for the whole batch: the same key and the same batch again answers the values it produced without counting")),
+    params(("Idempotency-Key" = Option<IdempotencyKey>, Header, nullable = false, description = "Remembered for {IDEMPOTENCY_HOURS} hours for the whole batch: the same key and the same batch again answers the values it produced without counting")),
     request_body(content = IncrementMany, content_type = "application/json",
-        description = "Up to 1000 increments, applied in order in one atomic step; the body may be up to 512 KiB whatever MAX_VALUE_BYTES is"),
+        description = "Up to {MAX_INCREMENTS} increments, applied in order in one atomic step; the body may be up to {MAX_BATCH_KIB} KiB whatever MAX_VALUE_BYTES is"),
     responses(
         (status = 200, description = "Each counter after its increment, in the batch's order", body = Counters, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier batch with the same Idempotency-Key"))),
         (status = 400, description = "An invalid Idempotency-Key, or a body that is not JSON"),
-        (status = 413, description = "The body is larger than 512 KiB"),
+        (status = 413, description = "The body is larger than {MAX_BATCH_KIB} KiB"),
         (status = 415, description = "A body not declared as application/json"),
-        (status = 422, description = "A body that is not `{\"increments\": [{\"name\", \"by\"}, …]}` with 1 to 1000 increments of valid names, an Idempotency-Key used before for another batch, or a sum outside the 64-bit range (then nothing is counted)"),
+        (status = 422, description = "A body that is not `{\"increments\": [{\"name\", \"by\"}, …]}` with 1 to {MAX_INCREMENTS} increments of valid names, an Idempotency-Key used before for another batch, or a sum outside the 64-bit range (then nothing is counted)"),
         (status = 507, description = "The disk is full; reads go on, and writes resume by themselves once there is space"),
         StorageFailures))]
 pub async fn increment_many(

@@ -97,7 +97,7 @@ impl utoipa::IntoParams for ListQuery {
         ("If-Match" = Option<EntityTags>, Header, nullable = false, description = "Replace only a value with one of these versions (`*`: only if there is a value). Compared strongly: a weak tag never matches"),
         ("If-None-Match" = Option<EntityTags>, Header, nullable = false, description = "`*`: create only; tags: only if the value's version is none of these")),
     request_body(content = serde_json::Value, content_type = "application/json",
-        description = "Any JSON value of at most MAX_VALUE_BYTES (64 KiB by default), in UTF-8"),
+        description = "Any JSON value of at most MAX_VALUE_BYTES ({DEFAULT_MAX_VALUE_KIB} KiB by default), in UTF-8"),
     responses(
         (status = 201, description = "Created", body = Written, headers(
             ("ETag" = Version, description = "The new version"),
@@ -214,7 +214,8 @@ pub async fn list(
     let prefix = prefix.unwrap_or_default();
     if !key::is_prefix(&prefix) {
         return Err(ApiError::BadRequest(format!(
-            "invalid prefix {prefix:?}: expected up to 256 characters of A-Z a-z 0-9 . _ : / -"
+            "invalid prefix {prefix:?}: expected up to {} characters of A-Z a-z 0-9 . _ : / -",
+            key::MAX_LEN
         )));
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);

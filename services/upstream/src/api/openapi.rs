@@ -40,6 +40,7 @@ pub fn document(with_token: bool) -> Value {
         schema: json!({"type": "string", "pattern": INSTANCE_PATTERN.source()}),
     };
     let mut document = shared::openapi::finish(api, &[instance]);
+    shared::openapi::state_bounds(&mut document, &bounds());
     let key = json!({"key": "$request.path.key"});
     for (from, status) in [("putValue", 201), ("putValue", 200)] {
         for to in ["getValue", "deleteValue"] {
@@ -54,6 +55,25 @@ pub fn document(with_token: bool) -> Value {
         json!({"name": "$request.path.name"}),
     );
     document
+}
+
+/// The bounds the handlers' descriptions name, each from its constant.
+fn bounds() -> [(&'static str, String); 4] {
+    [
+        ("MAX_INCREMENTS", counters::MAX_INCREMENTS.to_string()),
+        (
+            "MAX_BATCH_KIB",
+            (counters::MAX_BATCH_BYTES / 1024).to_string(),
+        ),
+        (
+            "IDEMPOTENCY_HOURS",
+            (crate::storage::IDEMPOTENCY_TTL.as_secs() / 3600).to_string(),
+        ),
+        (
+            "DEFAULT_MAX_VALUE_KIB",
+            (crate::settings::DEFAULT_MAX_VALUE_BYTES / 1024).to_string(),
+        ),
+    ]
 }
 
 /// Declares the token on every `/v1` operation, as a Bearer token or as the Basic password,
@@ -110,5 +130,50 @@ fn require_token(api: &mut utoipa::openapi::OpenApi) {
                 .responses
                 .insert("401".to_owned(), unauthorized.build().into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bound_the_document_states_is_its_constant() {
+        for with_token in [false, true] {
+            let document = document(with_token);
+            assert_eq!(
+                shared::openapi::unstated_bounds(&document),
+                Vec::<String>::new()
+            );
+            let schemas = &document["components"]["schemas"];
+            let key = &schemas["Key"];
+            assert_eq!(key["maxLength"], crate::key::MAX_LEN);
+            let description = key["description"].as_str().unwrap();
+            assert!(description.starts_with(&format!("1–{} ", crate::key::MAX_LEN)));
+            let increments = &schemas["IncrementMany"]["properties"]["increments"];
+            assert_eq!(increments["maxItems"], counters::MAX_INCREMENTS);
+            let batch = &document["paths"]["/v1/counters"]["post"];
+            let body = batch["requestBody"]["description"].as_str().unwrap();
+            assert!(body.starts_with(&format!("Up to {} increments", counters::MAX_INCREMENTS)));
+            assert!(body.contains(&format!("{} KiB", counters::MAX_BATCH_BYTES / 1024)));
+            let hours = crate::storage::IDEMPOTENCY_TTL.as_secs() / 3600;
+            let key = batch["parameters"][0]["description"].as_str().unwrap();
+            assert!(
+                key.starts_with(&format!("Remembered for {hours} hours")),
+                "{key}"
+            );
+            let limit = &document["paths"]["/v1/kv"]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|parameter| parameter["name"] == "limit")
+                .unwrap()["schema"];
+            assert_eq!(limit["maximum"], kv::MAX_LIMIT);
+        }
+        assert!(
+            counters::IDEMPOTENCY_KEY_PATTERN
+                .source()
+                .ends_with(&format!("{{1,{}}}$", counters::MAX_IDEMPOTENCY_KEY_LEN))
+        );
     }
 }
