@@ -10,7 +10,7 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -82,17 +82,16 @@ async fn submit(browser: &Browser, url: &str, code: &str) {
 
 /// Waits until the element `id` shows text that `accept` takes, and returns it.
 async fn shows(browser: &Browser, id: &str, what: &str, accept: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + LIVE;
-    loop {
-        let text = browser.text(id).await;
-        if let Some(text) = text.as_deref().filter(|text| accept(text)) {
-            return text.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not within {LIVE:?}: {what}; #{id} shows {text:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let shown = testkit::within(LIVE, async || {
+        browser.text(id).await.filter(|text| accept(text))
+    })
+    .await;
+    match shown {
+        Some(text) => text,
+        None => panic!(
+            "not within {LIVE:?}: {what}; #{id} shows {:?}",
+            browser.text(id).await
+        ),
     }
 }
 

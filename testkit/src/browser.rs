@@ -55,7 +55,7 @@ impl Browser {
     /// A browser for `test`, or `None` (having said SKIPPED) where `chromedriver` is missing.
     pub async fn start(test: &str, options: Options) -> Option<Browser> {
         let Some(driver_path) = crate::installed("chromedriver") else {
-            crate::skipped(
+            crate::missing(
                 test,
                 "chromedriver is not installed (Debian: apt-get install chromium chromium-driver)",
             );

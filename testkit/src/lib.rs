@@ -20,8 +20,8 @@
 //!   that refuses connections, a hostile one.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
 //! - [`redis`]: a real `redis-server`, for the consumer attached to Redis.
-//! - [`assert_problem`], [`assert_not_allowed`], [`eventually`], [`get_json`], [`get_text`],
-//!   [`metric`] and [`skipped`] (here): what every suite does.
+//! - [`assert_problem`], [`assert_not_allowed`], [`eventually`] and [`within`], [`get_json`],
+//!   [`get_text`], [`metric`], [`skipped`] and [`missing`] (here): what every suite does.
 //!
 //! Ports are never guessed: every server binds port 0 and the test learns the port from it,
 //! and a port that must refuse connections is held by a socket that never listens.
@@ -102,19 +102,45 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    let found = within(limit, async || probe().await.then_some(())).await;
+    assert!(found.is_some(), "not within {limit:?}: {what}");
+}
+
+/// How often [`within`] asks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Asks `probe` every 20 ms until it finds something, and returns that; `None` once `limit` has
+/// passed. For a wait whose failure must say more than [`eventually`] can (a process's logs, what
+/// a page shows), or that keeps what it found.
+pub async fn within<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
-    while !probe().await {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
 /// Says, where it is seen even when the harness captures output, that `test` did not run and
-/// why.
+/// why: for a case that cannot run by design where the suite runs (against an external stack).
 pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     // Straight to stderr: the test harness captures eprintln!, and a skip must be seen.
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// For a case that needs what this machine lacks (`why`: what, and how to install it): says
+/// SKIPPED, or fails the test when `CI=true`, so that a green CI has run every case.
+pub fn missing(test: &str, why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} cannot run: {why}; with CI=true every case must run"
+    );
+    skipped(test, why);
 }
 
 /// `program` on the `PATH`, if it is installed.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -125,24 +125,21 @@ impl Service {
     /// Polls `/readyz` until it answers 200, or panics at the deadline.
     pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            let ready = client
+        let ready = crate::within(STARTUP_DEADLINE, async || {
+            client
                 .get(format!("{}/readyz", self.url))
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in time; logs:\n{}",
-                self.logs().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .is_ok_and(|r| r.status().is_success())
+                .then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "not ready within {STARTUP_DEADLINE:?}; logs:\n{}",
+            self.logs().join("\n")
+        );
     }
 
     pub fn pid(&self) -> Pid {

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -26,7 +26,7 @@ impl RedisServer {
     /// `redis-server` is missing.
     pub async fn start(test: &str, password: Option<&str>) -> Option<RedisServer> {
         let Some(binary) = crate::installed("redis-server") else {
-            crate::skipped(
+            crate::missing(
                 test,
                 "redis-server is not installed (Debian: apt-get install redis-server)",
             );
@@ -80,25 +80,17 @@ impl RedisServer {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + STARTUP_DEADLINE;
         let client = ::redis::Client::open(self.attach_url()).expect("a valid URL");
-        loop {
-            let answered = match client.get_multiplexed_async_connection().await {
+        crate::eventually(STARTUP_DEADLINE, "redis-server answers PING", || async {
+            match client.get_multiplexed_async_connection().await {
                 Ok(mut connection) => ::redis::cmd("PING")
                     .query_async::<String>(&mut connection)
                     .await
                     .is_ok(),
                 Err(_) => false,
-            };
-            if answered {
-                return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING within {STARTUP_DEADLINE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 }
 
