@@ -11,9 +11,12 @@ use env_logger::{Builder, Env, Target};
 
 use crate::request_id;
 
+/// The filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
 /// Installs the process-wide logger. Call once, first thing in `main`.
 pub fn init() {
-    Builder::from_env(Env::default().default_filter_or("info"))
+    Builder::from_env(Env::default().default_filter_or(DEFAULT_FILTER))
         .target(Target::Stdout)
         .format(write_line)
         .init();
