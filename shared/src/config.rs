@@ -226,6 +226,35 @@ impl Layers {
         parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, false))
     }
 
+    /// Like [`Layers::parse`], for a parser whose error says what in particular is wrong: the
+    /// message adds it after what was expected, unless it is empty.
+    pub fn parse_explained<T, E: fmt::Display>(
+        &self,
+        variable: &str,
+        default: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, ConfigError> {
+        let mut reason = String::new();
+        self.parse(variable, default, expected, |text| {
+            parse(text).inspect_err(|error| reason = error.to_string())
+        })
+        .map_err(|error| match error {
+            ConfigError::Invalid {
+                variable,
+                value,
+                origin,
+                expected,
+            } if !reason.is_empty() => ConfigError::Invalid {
+                variable,
+                value,
+                origin,
+                expected: format!("{expected}; here: {reason}"),
+            },
+            error => error,
+        })
+    }
+
     /// Reads `variable` (or `default` when unset) as a whole number within `range`; the error
     /// says `what` it counts and the range, from the same bounds that check it.
     pub fn parse_in_range<T>(
@@ -265,6 +294,25 @@ impl Layers {
             .map(|raw| parse(&raw.text).map_err(|_| invalid(variable, &raw, expected, true)))
             .transpose()
     }
+}
+
+/// Reads a service's settings with `read` from `CONFIG_FILE` and the environment, and refuses a
+/// key in the file that `read` did not ask for.
+pub fn load<T>(read: impl Fn(&Layers) -> Result<T, ConfigError>) -> Result<T, ConfigError> {
+    let layers = Layers::load()?;
+    let settings = read(&layers)?;
+    layers.refuse_unknown_keys()?;
+    Ok(settings)
+}
+
+/// Every variable `read` reads, with its default: what a service's configuration page lists.
+/// Panics if `read` refuses its own defaults.
+pub fn variables<T>(read: impl Fn(&Layers) -> Result<T, ConfigError>) -> Vec<Variable> {
+    let layers = Layers::from_vars([]).expect("no file, no environment");
+    if let Err(error) = read(&layers) {
+        panic!("the defaults are refused: {error}");
+    }
+    layers.variables()
 }
 
 /// The variables that `read` (a service's settings, read from [`Layers`]) reads but does not

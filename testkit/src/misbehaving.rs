@@ -1,4 +1,4 @@
-//! Stand-ins for an upstream that misbehaves, to attach a consumer (or any future adapter's
+//! Stand-ins for a backend that misbehaves, to attach a consumer (or any future adapter's
 //! client) to: one that never answers, a port that refuses, and a [`hostile`] one.
 
 use std::sync::Arc;

@@ -32,18 +32,13 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from `CONFIG_FILE` and the environment.
     pub fn load() -> Result<Self, ConfigError> {
-        let layers = Layers::load()?;
-        let settings = Self::from_layers(&layers)?;
-        layers.refuse_unknown_keys()?;
-        Ok(settings)
+        shared::config::load(Self::from_layers)
     }
 
     /// Every variable the consumer reads, with its default (`CONFIG_FILE` among them; not
     /// `RUST_LOG`, which the logger reads).
     pub fn variables() -> Vec<Variable> {
-        let layers = Layers::from_vars([]).expect("no file, no environment");
-        Self::from_layers(&layers).expect("the defaults are valid");
-        layers.variables()
+        shared::config::variables(Self::from_layers)
     }
 
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
