@@ -20,6 +20,7 @@
 //!   that refuses connections, a hostile one.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
 //! - [`redis`]: a real `redis-server`, for the consumer attached to Redis.
+//! - [`postgres`]: a real PostgreSQL server, with a streaming standby where a test wants one.
 //! - [`assert_problem`], [`assert_not_allowed`], [`eventually`] and [`within`], [`get_json`],
 //!   [`get_text`], [`metric`], [`skipped`] and [`missing`] (here): what every suite does.
 //!
@@ -34,6 +35,7 @@ pub mod contract;
 pub mod inprocess;
 pub mod kinds;
 pub mod misbehaving;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;

@@ -32,9 +32,11 @@ pub enum Fault {
     Blackhole,
     /// Reset every connection (RST) as soon as it is used.
     Reset,
-    /// Let the next request through but reset its connection instead of passing the answer
-    /// back, then pass everything again: a reply lost after the upstream acted on the request.
-    LoseNextAnswer,
+    /// Let the next request that contains this text (a code, a command) through, but reset its
+    /// connection instead of passing its answer back, then pass everything again: a reply lost
+    /// after the backend acted on the request. Aimed by its text, because a call may take
+    /// several exchanges (PostgreSQL's), and only one answer's loss matters.
+    LoseAnswerTo(&'static str),
 }
 
 pub struct FaultProxy {
@@ -219,14 +221,20 @@ fn now(fault: &Mutex<Fault>) -> Fault {
     *fault.lock().expect("the fault lock")
 }
 
-/// The fault for this answer; a one-shot fault is used up by taking it.
-fn take_fault(fault: &Mutex<Fault>) -> Fault {
+/// Whether `request` is the one a [`Fault::LoseAnswerTo`] waits for; if so, the fault is used
+/// up.
+fn aimed_at(fault: &Mutex<Fault>, request: &[u8]) -> bool {
     let mut current = fault.lock().expect("the fault lock");
-    let taken = *current;
-    if taken == Fault::LoseNextAnswer {
+    let Fault::LoseAnswerTo(text) = *current else {
+        return false;
+    };
+    let hit = request
+        .windows(text.len())
+        .any(|window| window == text.as_bytes());
+    if hit {
         *current = Fault::Pass;
     }
-    taken
+    hit
 }
 
 fn reset(stream: TcpStream) {
@@ -244,8 +252,10 @@ async fn serve(
     match now(&fault) {
         Fault::Reset => return reset(client),
         Fault::Blackhole => return hold(client, &checked).await,
-        Fault::Pass | Fault::Latency(_) | Fault::LoseNextAnswer => {}
+        Fault::Pass | Fault::Latency(_) | Fault::LoseAnswerTo(_) => {}
     }
+    // Set when this connection carried the request whose answer is to be lost.
+    let doomed = std::sync::atomic::AtomicBool::new(false);
     let Ok(upstream) = TcpStream::connect(target).await else {
         return reset(client);
     };
@@ -260,6 +270,9 @@ async fn serve(
                 Ok(n) => n,
             };
             checked.feed(&mut requests, &buffer[..n]);
+            if aimed_at(&fault, &buffer[..n]) {
+                doomed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             if upstream_write.write_all(&buffer[..n]).await.is_err() {
                 return;
             }
@@ -272,11 +285,14 @@ async fn serve(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            match take_fault(&fault) {
-                Fault::Pass => {}
+            if doomed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            match now(&fault) {
+                Fault::Pass | Fault::LoseAnswerTo(_) => {}
                 Fault::Latency(delay) => tokio::time::sleep(delay).await,
                 Fault::Blackhole => std::future::pending::<()>().await,
-                Fault::Reset | Fault::LoseNextAnswer => return,
+                Fault::Reset => return,
             }
             if client_write.write_all(&buffer[..n]).await.is_err() {
                 return;

@@ -9,8 +9,16 @@
 //!   or `http://host/prefix/` gives `/prefix/v1/kv/…` either way.
 //! - `redis://[user][:password]@host[:port][/db]` and `rediss://…` (TLS) ([`RedisAttachment`]):
 //!   a Redis server, database 0–15, no query parameters.
+//! - `postgres://user:password@host[:port][,host2[:port]…]/dbname[?…]` and `postgresql://…`
+//!   ([`PostgresAttachment`]): PostgreSQL, read by tokio-postgres by libpq's rules. Of libpq's
+//!   parameters, the consumer takes `target_session_attrs` (`read-write` follows a failover to
+//!   the new primary), `connect_timeout`, `application_name` and `sslmode` (`disable` or
+//!   `prefer`: it does not speak TLS to PostgreSQL yet); any other is refused by name, as is a
+//!   URL without a database name.
 
 use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -23,6 +31,7 @@ use url::Url;
 pub enum Attachment {
     Http(HttpAttachment),
     Redis(RedisAttachment),
+    Postgres(PostgresAttachment),
 }
 
 /// An `http(s)://` attachment.
@@ -53,10 +62,41 @@ pub struct RedisAttachment {
     db: u8,
 }
 
-/// `UPSTREAM_URL` is not an attachable URL; see [`Attachment::EXPECTED`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not an attachable URL")]
-pub struct NotAttachable;
+/// A `postgres(ql)://` attachment: the URL as tokio-postgres reads it, and its text for the
+/// pool's connections; only its redacted form is ever shown.
+#[derive(Clone)]
+pub struct PostgresAttachment {
+    config: tokio_postgres::Config,
+    text: String,
+}
+
+impl PartialEq for PostgresAttachment {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for PostgresAttachment {}
+
+/// `UPSTREAM_URL` is not an attachable URL; see [`Attachment::EXPECTED`]. The reason, where
+/// there is more to say than that (empty otherwise), names what is wrong and never quotes a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAttachable(pub &'static str);
+
+impl NotAttachable {
+    /// Not of any shape the consumer attaches: [`Attachment::EXPECTED`] says it all.
+    const SHAPE: NotAttachable = NotAttachable("");
+}
+
+/// The libpq parameters the consumer takes from a PostgreSQL URL.
+const POSTGRES_PARAMETERS: [&str; 4] = [
+    "target_session_attrs",
+    "sslmode",
+    "connect_timeout",
+    "application_name",
+];
 
 /// Redis's default number of databases: a URL naming one beyond it is a mistake.
 const REDIS_DATABASES: u8 = 16;
@@ -72,7 +112,7 @@ impl Credentials {
             }
             Credentials::Bearer(token) => format!("Bearer {token}"),
         };
-        let mut value = HeaderValue::from_str(&text).map_err(|_| NotAttachable)?;
+        let mut value = HeaderValue::from_str(&text).map_err(|_| NotAttachable::SHAPE)?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -89,26 +129,31 @@ impl fmt::Debug for Credentials {
 
 impl Attachment {
     /// What [`Attachment::parse`] accepts, for error messages.
-    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/, or a redis(s) URL redis://[user][:password]@host[:port][/db] with a database from 0 to 15 and no query";
+    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/, a redis(s) URL redis://[user][:password]@host[:port][/db] with a database from 0 to 15 and no query, or a PostgreSQL URL postgres://user:password@host[:port][,host2[:port]...]/dbname[?target_session_attrs=read-write&sslmode=disable|prefer&connect_timeout=...&application_name=...]";
 
     pub fn parse(text: &str) -> Result<Self, NotAttachable> {
-        let url = Url::parse(text).map_err(|_| NotAttachable)?;
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            // Several hosts are no URL the url crate reads; tokio-postgres reads it as libpq does.
+            return PostgresAttachment::parse(text).map(Attachment::Postgres);
+        }
+        let url = Url::parse(text).map_err(|_| NotAttachable::SHAPE)?;
         let valid = url.host_str().is_some_and(|host| !host.is_empty())
             && url.query().is_none()
             && url.fragment().is_none();
         match url.scheme() {
-            _ if !valid => Err(NotAttachable),
+            _ if !valid => Err(NotAttachable::SHAPE),
             "http" | "https" => HttpAttachment::parse(url).map(Attachment::Http),
             "redis" | "rediss" => RedisAttachment::parse(url).map(Attachment::Redis),
-            _ => Err(NotAttachable),
+            _ => Err(NotAttachable::SHAPE),
         }
     }
 
-    /// `http` or `redis`: what `/api/status` reports.
+    /// `http`, `redis` or `postgres`: what `/api/status` reports.
     pub fn kind(&self) -> &'static str {
         match self {
             Attachment::Http(_) => "http",
             Attachment::Redis(_) => "redis",
+            Attachment::Postgres(_) => "postgres",
         }
     }
 
@@ -117,7 +162,59 @@ impl Attachment {
         match self {
             Attachment::Http(http) => http.redacted(),
             Attachment::Redis(redis) => shared::redact::url(&redis.url),
+            Attachment::Postgres(postgres) => shared::redact::credentials_in(&postgres.text),
         }
+    }
+}
+
+impl PostgresAttachment {
+    fn parse(text: &str) -> Result<Self, NotAttachable> {
+        let query = text.split_once('?').map_or("", |(_, query)| query);
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if !POSTGRES_PARAMETERS.contains(&name) {
+                return Err(NotAttachable(
+                    "a PostgreSQL URL may set only target_session_attrs, sslmode, connect_timeout and application_name",
+                ));
+            }
+            if name == "sslmode" && !matches!(value, "disable" | "prefer") {
+                return Err(NotAttachable(
+                    "sslmode must be disable or prefer: the consumer does not speak TLS to PostgreSQL yet",
+                ));
+            }
+        }
+        let config = tokio_postgres::Config::from_str(text)
+            .map_err(|_| NotAttachable("not a PostgreSQL URL libpq would read"))?;
+        if config.get_dbname().is_none_or(str::is_empty) {
+            return Err(NotAttachable("a PostgreSQL URL must name its database"));
+        }
+        if config.get_user().is_none_or(str::is_empty) {
+            return Err(NotAttachable("a PostgreSQL URL must name its user"));
+        }
+        if config.get_hosts().is_empty() {
+            return Err(NotAttachable("a PostgreSQL URL must name its host"));
+        }
+        Ok(PostgresAttachment {
+            config,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The connection settings, with `connect_timeout` (per host) where the URL sets none.
+    pub fn config(&self, connect_timeout: Duration) -> tokio_postgres::Config {
+        let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("portbound-consumer");
+        }
+        config
+    }
+
+    /// The database's name.
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or_default()
     }
 }
 
@@ -126,17 +223,18 @@ impl RedisAttachment {
         let db = match url.path().trim_start_matches('/') {
             "" => 0,
             digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 2 => {
-                digits.parse().map_err(|_| NotAttachable)?
+                digits.parse().map_err(|_| NotAttachable::SHAPE)?
             }
-            _ => return Err(NotAttachable),
+            _ => return Err(NotAttachable::SHAPE),
         };
         if db >= REDIS_DATABASES {
-            return Err(NotAttachable);
+            return Err(NotAttachable::SHAPE);
         }
         // And the redis crate, which connects with it, must read it too.
-        redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| NotAttachable)?;
+        redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            .map_err(|_| NotAttachable::SHAPE)?;
         Ok(RedisAttachment {
-            host: url.host_str().ok_or(NotAttachable)?.to_owned(),
+            host: url.host_str().ok_or(NotAttachable::SHAPE)?.to_owned(),
             port: url.port().unwrap_or(REDIS_PORT),
             db,
             url,
@@ -160,7 +258,7 @@ impl HttpAttachment {
             percent_decode_str(part)
                 .decode_utf8()
                 .map(|text| text.into_owned())
-                .map_err(|_| NotAttachable)
+                .map_err(|_| NotAttachable::SHAPE)
         };
         let user = decode(url.username())?;
         let credentials = match url.password() {
@@ -171,8 +269,8 @@ impl HttpAttachment {
             None if !user.is_empty() => Some(Credentials::Bearer(user)),
             None => None,
         };
-        url.set_username("").map_err(|_| NotAttachable)?;
-        url.set_password(None).map_err(|_| NotAttachable)?;
+        url.set_username("").map_err(|_| NotAttachable::SHAPE)?;
+        url.set_password(None).map_err(|_| NotAttachable::SHAPE)?;
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
             url.set_path(&path);
@@ -233,6 +331,13 @@ impl fmt::Debug for Attachment {
 impl fmt::Debug for HttpAttachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HttpAttachment({})", self.redacted())
+    }
+}
+
+impl fmt::Debug for PostgresAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = shared::redact::credentials_in(&self.text);
+        write!(f, "PostgresAttachment({text})")
     }
 }
 
@@ -336,6 +441,65 @@ mod tests {
             "rediss://",
         ] {
             assert!(Attachment::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_postgres_url_is_read_the_way_libpq_reads_it() {
+        let text = "postgres://portbound:s3cret@db1:5432,db2:5433/links?target_session_attrs=read-write&connect_timeout=3&application_name=app";
+        let attachment = Attachment::parse(text).unwrap();
+        assert_eq!(attachment.kind(), "postgres");
+        assert_eq!(
+            attachment.redacted(),
+            "postgres://portbound:***@db1:5432,db2:5433/links?target_session_attrs=read-write&connect_timeout=3&application_name=app"
+        );
+        assert!(!format!("{attachment:?}").contains("s3cret"));
+        let Attachment::Postgres(postgres) = attachment else {
+            panic!("not postgres");
+        };
+        let config = postgres.config(Duration::from_secs(1));
+        assert_eq!(config.get_hosts().len(), 2);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(config.get_application_name(), Some("app"));
+        assert_eq!(postgres.dbname(), "links");
+        let plain = Attachment::parse("postgresql://me@db/links").unwrap();
+        let Attachment::Postgres(plain) = plain else {
+            panic!("not postgres");
+        };
+        let config = plain.config(Duration::from_secs(1));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(1)));
+        assert_eq!(config.get_application_name(), Some("portbound-consumer"));
+    }
+
+    #[test]
+    fn a_postgres_url_without_a_database_or_with_what_the_consumer_does_not_take_is_refused() {
+        for (bad, reason) in [
+            ("postgres://me:pw@db:5432", "must name its database"),
+            ("postgres://me:pw@db:5432/", "must name its database"),
+            (
+                "postgres://me:pw@db/links?sslmode=require",
+                "sslmode must be",
+            ),
+            (
+                "postgres://me:pw@db/links?sslmode=verify-full",
+                "sslmode must be",
+            ),
+            ("postgres://me:pw@db/links?keepalives=0", "may set only"),
+            (
+                "postgres://me:pw@db/links?target_session_attrs=primary",
+                "libpq",
+            ),
+            ("postgres://me:pw@db:x/links", "libpq"),
+            ("postgres://:pw@db/links", "must name its user"),
+        ] {
+            let error = Attachment::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(reason), "{bad}: {error}");
+            assert!(!error.contains("pw"), "{bad}: {error}");
         }
     }
 

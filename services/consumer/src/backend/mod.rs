@@ -4,7 +4,7 @@
 //! - [`attachment`]: `UPSTREAM_URL`, whose scheme chooses the kind — read there, once.
 //! - [`store`]: the [`Store`] interface, what the consumer needs from any backing service.
 //! - [`BackendStatus`]: how the attached backend is doing, for `/api/status` and the page.
-//! - [`http`] and [`redis`]: one adapter per kind; [`Backend::new`] is the one place that
+//! - [`http`], [`redis`] and [`postgres`]: one adapter per kind; [`Backend::new`] is the one place that
 //!   picks between them.
 //! - [`Backend`] (here): the same resilience around any adapter, written once. Every call has
 //!   a total deadline (`UPSTREAM_TIMEOUT`, covering the retry too). Every call is safe to repeat
@@ -21,6 +21,7 @@
 pub mod attachment;
 mod breaker;
 pub mod http;
+pub mod postgres;
 pub mod redis;
 mod status;
 pub mod store;
@@ -45,8 +46,9 @@ use crate::links::{Code, LinkDocument};
 pub struct BackendSettings {
     /// `UPSTREAM_URL`, default `http://127.0.0.1:8081/`:
     /// `http(s)://[user:token@]host:port[/prefix/]`, no query or fragment (`user:token@` is sent
-    /// as Basic credentials, a lone `token@` as a Bearer token); or
-    /// `redis(s)://[user][:password]@host[:port][/db]`.
+    /// as Basic credentials, a lone `token@` as a Bearer token);
+    /// `redis(s)://[user][:password]@host[:port][/db]`; or
+    /// `postgres(ql)://user:password@host[:port][,host…]/dbname[?…]`.
     pub attachment: Attachment,
     /// Longest wait to connect, per attempt. `UPSTREAM_CONNECT_TIMEOUT`, default `1s`; at most
     /// `UPSTREAM_TIMEOUT`.
@@ -68,7 +70,7 @@ pub struct BackendSettings {
 impl BackendSettings {
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         let settings = BackendSettings {
-            attachment: layers.parse(
+            attachment: layers.parse_explained(
                 "UPSTREAM_URL",
                 "http://127.0.0.1:8081/",
                 Attachment::EXPECTED,
@@ -220,6 +222,9 @@ impl Backend {
                 Box::new(http::HttpStore::new(attachment.clone(), settings))
             }
             Attachment::Redis(attachment) => Box::new(redis::RedisStore::new(attachment, settings)),
+            Attachment::Postgres(attachment) => {
+                Box::new(postgres::PostgresStore::new(attachment, settings))
+            }
         };
         let circuit = IntGauge::new(
             "consumer_backend_circuit",

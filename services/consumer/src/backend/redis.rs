@@ -12,9 +12,10 @@
 //! One [`ConnectionManager`] (one multiplexed connection) serves the process. It is made at the
 //! first call, so the consumer starts while Redis is away, and it reconnects by itself when
 //! Redis restarts. A command that does not finish — its deadline passed while the connection
-//! stayed open but silent, as behind a network that drops packets — leaves that connection
-//! suspect: it is dropped, and the next call makes a new one, instead of every later command
-//! queueing behind answers that may never come. Wrong credentials are `Rejected` (502); neither
+//! stayed open but silent, as behind a network that drops packets — or whose connection broke
+//! leaves that connection suspect: it is dropped, and the next call makes a new one, instead of
+//! every later command queueing behind answers that may never come, or the retry failing at
+//! once on a connection still being remade. Wrong credentials are `Rejected` (502); neither
 //! the password nor a value is ever logged.
 
 use std::sync::RwLock;
@@ -65,9 +66,13 @@ struct Unfinished<'a> {
 }
 
 impl Unfinished<'_> {
-    /// The command ended with `result`; a timeout leaves the connection suspect all the same.
+    /// The command ended with `result`. A connection that timed out, broke or was dropped is
+    /// suspect all the same: the next call makes a new one, instead of failing again at once
+    /// on a connection still being remade.
     fn finished<T>(mut self, result: Result<T, RedisError>) -> Result<T, BackendError> {
-        self.armed = result.as_ref().is_err_and(RedisError::is_timeout);
+        self.armed = result.as_ref().is_err_and(|error| {
+            error.is_timeout() || error.is_io_error() || error.is_connection_dropped()
+        });
         result.map_err(failure)
     }
 }
@@ -82,7 +87,7 @@ impl Drop for Unfinished<'_> {
             .as_ref()
             .is_some_and(|(generation, _)| *generation == self.generation)
         {
-            log::warn!("redis: a command did not finish; dropping its connection");
+            log::warn!("redis: a command did not finish or its connection broke; dropping it");
             *current = None;
         }
     }
