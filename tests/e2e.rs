@@ -450,6 +450,43 @@ impl Seen {
     }
 }
 
+/// Eight clients making links and following earlier ones against a consumer, until stopped.
+struct Load {
+    running: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(consumer: &str) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let workers = (0..8)
+            .map(|worker| {
+                tokio::spawn(load_worker(
+                    client(),
+                    consumer.to_owned(),
+                    running.clone(),
+                    seen.clone(),
+                    worker,
+                ))
+            })
+            .collect();
+        Load {
+            running,
+            seen,
+            workers,
+        }
+    }
+
+    async fn stop(self) {
+        self.running.store(false, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+    }
+}
+
 async fn load_worker(
     client: Client,
     consumer: String,
@@ -524,19 +561,8 @@ async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledg
     };
     let consumer = spawn_consumer(&backend.attach_url(), &[("CIRCUIT_COOLDOWN", "300ms")]).await;
 
-    let running = Arc::new(AtomicBool::new(true));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let workers: Vec<_> = (0..8)
-        .map(|worker| {
-            tokio::spawn(load_worker(
-                client(),
-                consumer.url.clone(),
-                running.clone(),
-                seen.clone(),
-                worker,
-            ))
-        })
-        .collect();
+    let load = Load::start(&consumer.url);
+    let seen = load.seen.clone();
 
     let acknowledged = || async { seen.lock().await.acknowledged.len() };
     let before = acknowledged().await;
@@ -565,10 +591,7 @@ async fn a_backend_killed_under_load_costs_only_gateway_errors_and_no_acknowledg
     )
     .await;
     eprintln!("recovered {:?} after the restart", restarted.elapsed());
-    running.store(false, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    load.stop().await;
 
     let seen = seen.lock().await;
     seen.assert_only_gateway_failures();
@@ -1164,19 +1187,8 @@ async fn fail_over(test: &str, synchronous: bool) -> Option<(Seen, Duration, Vec
         "{instance}"
     );
 
-    let running = Arc::new(AtomicBool::new(true));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let workers: Vec<_> = (0..8)
-        .map(|worker| {
-            tokio::spawn(load_worker(
-                client(),
-                consumer.url.clone(),
-                running.clone(),
-                seen.clone(),
-                worker,
-            ))
-        })
-        .collect();
+    let load = Load::start(&consumer.url);
+    let seen = load.seen.clone();
     let acknowledged = || async { seen.lock().await.acknowledged.len() };
     eventually(Duration::from_secs(10), "links are being made", || async {
         acknowledged().await > 200
@@ -1201,10 +1213,7 @@ async fn fail_over(test: &str, synchronous: bool) -> Option<(Seen, Duration, Vec
         || async { acknowledged().await > before_kill.len() + 50 },
     )
     .await;
-    running.store(false, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    load.stop().await;
     eprintln!(
         "{test}: standby promoted {promoted:?} after the kill; serving again within {recovered:?}"
     );

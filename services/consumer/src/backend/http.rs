@@ -260,16 +260,9 @@ fn answered_garbage(error: &reqwest::Error) -> bool {
     false
 }
 
-/// The error and its causes in one line, without the URL.
+/// The error and its causes in one line, without the URL (reqwest leaves it out of these).
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    super::with_causes(error)
 }
 
 fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), BackendError> {

@@ -367,6 +367,18 @@ impl Backend {
     }
 }
 
+/// `error` and its causes in one line, for the log.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A pause of 25–75 ms, so retries from many requests do not arrive together.
 fn jitter() -> Duration {
     Duration::from_millis(rand::random_range(25..=75))

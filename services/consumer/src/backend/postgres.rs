@@ -408,13 +408,5 @@ fn failure(error: &tokio_postgres::Error) -> BackendError {
 
 /// A connection-level error and its causes in one line; these quote no data.
 fn describe(error: &tokio_postgres::Error) -> String {
-    use std::error::Error as _;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    super::with_causes(error)
 }
