@@ -9,10 +9,12 @@ No cluster is needed, and none is used:
 1. Render: `kubectl kustomize` renders the base and every overlay (kubectl must be on PATH).
 2. Validate: every rendered object, strictly (an unknown field is an error), against the
    schemas of two supported Kubernetes minor versions (SCHEMA_VERSIONS), with
-   kubernetes-validate, pinned below and installed into target/kubernetes/venv.
+   kubernetes-validate, pinned below and installed into target/kubernetes/venv. An operator's
+   custom resource (CloudNativePG's Cluster), which no schema here knows, is held by the
+   project's invariants instead.
 3. Invariants: every overlay is held to the rules in INVARIANTS. Then each rule is broken on
-   purpose in a copy of the dev overlay (BREAKAGES), and the check must report it: a rule that
-   cannot fail proves nothing.
+   purpose in a copy of the dev overlay (BREAKAGES) or of the production-postgres one
+   (CLUSTER_BREAKAGES), and the check must report it: a rule that cannot fail proves nothing.
 4. Probes, for real: each portbound container's rendered settings (ConfigMap and Secret values
    included) start the real binary on 127.0.0.1, and every path its probes name must answer
    200. This also proves the rendered settings are valid configuration for the binaries.
@@ -39,8 +41,13 @@ VENV = ROOT / "target" / "kubernetes" / "venv"
 KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"
 # Two minor versions the Kubernetes project supports as this is written.
 SCHEMA_VERSIONS = ["1.36.0", "1.37.0"]
-RENDERS = ["base", "overlays/dev", "overlays/swap-b", "overlays/redis"]
-SWAPS = ["overlays/swap-b", "overlays/redis"]
+RENDERS = ["base", "overlays/dev", "overlays/swap-b", "overlays/redis", "overlays/postgres",
+           "overlays/production-postgres"]
+SWAPS = ["overlays/swap-b", "overlays/redis", "overlays/postgres"]
+
+# Kinds that no schema here knows (an operator's custom resources): kubernetes-validate cannot
+# check them, so the project's own invariants hold them instead (clusters_are_highly_available).
+CUSTOM_API_GROUPS = ["postgresql.cnpg.io/"]
 
 # What the binaries do, as the manifests must know it (the binaries' own defaults and rules).
 UID = 10001
@@ -94,6 +101,8 @@ def validate(name, objects):
     problems = []
     for version in SCHEMA_VERSIONS:
         for obj in objects:
+            if any(obj["apiVersion"].startswith(group) for group in CUSTOM_API_GROUPS):
+                continue
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except Exception as error:  # every kind of failure is reported, not raised
@@ -310,7 +319,8 @@ def credentials_come_from_secrets(objects):
             source, value = env.get(name, (None, None))
             if source is None or not source.startswith("Secret/"):
                 problems.append(f"{where}: {name} comes from {source or 'nowhere'}, not a Secret")
-            elif value is None:
+            elif value is None and cluster_app_secret(objects, container) is None:
+                # A Cluster's application Secret is the operator's to write, not rendered here.
                 problems.append(f"{where}: {name} names {source}, which has no such key here")
             # Even where the Secret wins, a copy in a ConfigMap it reads is in plain sight.
             problems += [f"{where}: {ident(config)} holds {name} too" for config in configs
@@ -432,22 +442,61 @@ def services_select_one_workload_each(objects):
     return problems
 
 
+def cluster_app_secret(objects, container):
+    """The CloudNativePG Cluster whose application Secret's `uri` is the container's
+    UPSTREAM_URL, if it is: that URL names the cluster's read-write Service, `NAME-rw`."""
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if var["name"] == "UPSTREAM_URL" and ref and ref.get("key") == "uri":
+            return next((c for c in of_kind(objects, "Cluster")
+                         if ref["name"] == f"{c['metadata']['name']}-app"), None)
+    return None
+
+
 def the_upstream_url_names_a_rendered_service(objects):
     problems = []
     for workload, container in ours(objects):
         if image_name(container) != CONSUMER_IMAGE:
             continue
+        if cluster_app_secret(objects, container) is not None:
+            continue  # the operator's read-write Service: clusters_are_highly_available
         url = setting(environment(objects, container), "UPSTREAM_URL")
         if url is None:
             problems.append(f"{ident(workload)}: no UPSTREAM_URL")
             continue
         parts = urlsplit(url)
-        default = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379}.get(parts.scheme)
+        default = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379,
+                   "postgres": 5432, "postgresql": 5432}.get(parts.scheme)
         port = parts.port or default
         service = named(objects, "Service", parts.hostname or "")
         if service is None or port not in [p["port"] for p in service["spec"]["ports"]]:
             problems.append(f"{ident(workload)}: UPSTREAM_URL names {parts.hostname}:{port}, "
                             "which no rendered Service serves")
+    return problems
+
+
+def clusters_are_highly_available(objects):
+    """A CloudNativePG Cluster keeps three instances, one synchronous replica that a commit waits
+    for, and storage of its own; the consumer attaches to its read-write Service."""
+    problems = []
+    clusters = of_kind(objects, "Cluster")
+    for cluster in clusters:
+        name, spec = ident(cluster), cluster["spec"]
+        if spec.get("instances", 1) < 3:
+            problems.append(f"{name}: fewer than 3 instances")
+        synchronous = spec.get("postgresql", {}).get("synchronous", {})
+        if synchronous.get("number", 0) < 1 or synchronous.get("method") not in ("any", "first"):
+            problems.append(f"{name}: no synchronous replica")
+        elif synchronous.get("dataDurability", "required") != "required":
+            problems.append(f"{name}: a commit may be acknowledged without its replica")
+        if not spec.get("storage", {}).get("size"):
+            problems.append(f"{name}: no storage requested")
+    if clusters:
+        for workload, container in ours(objects):
+            if image_name(container) == CONSUMER_IMAGE and \
+                    cluster_app_secret(objects, container) is None:
+                problems.append(f"{ident(workload)}: UPSTREAM_URL is not a Cluster's read-write "
+                                "uri (Secret NAME-app, key uri)")
     return problems
 
 
@@ -461,6 +510,7 @@ INVARIANTS = [
     each_upstream_is_one_writer_with_its_volume,
     services_select_one_workload_each,
     the_upstream_url_names_a_rendered_service,
+    clusters_are_highly_available,
 ]
 
 
@@ -596,10 +646,32 @@ BREAKAGES = [
 ]
 
 
-def breakages_are_caught(dev):
+def cluster(objects):
+    return of_kind(objects, "Cluster")[0]
+
+
+# Broken in a copy of the production-postgres render.
+CLUSTER_BREAKAGES = [
+    ("one instance", clusters_are_highly_available,
+     lambda o: set_in(cluster(o)["spec"], "instances", 1)),
+    ("no synchronous replica", clusters_are_highly_available,
+     lambda o: cluster(o)["spec"]["postgresql"].pop("synchronous")),
+    ("a synchronous replica that may be skipped", clusters_are_highly_available,
+     lambda o: set_in(cluster(o)["spec"]["postgresql"]["synchronous"], "dataDurability",
+                      "preferred")),
+    ("no storage", clusters_are_highly_available,
+     lambda o: cluster(o)["spec"].pop("storage")),
+    ("UPSTREAM_URL from the read-only Service's Secret", clusters_are_highly_available,
+     lambda o: set_in(first_container(consumer(o))["env"][0]["valueFrom"]["secretKeyRef"],
+                      "name", "portbound-db-ro")),
+]
+
+
+def breakages_are_caught(dev, production):
     problems = []
-    for what, invariant, breaking in BREAKAGES:
-        broken = copy.deepcopy(dev)
+    for (what, invariant, breaking), render in \
+            [(b, dev) for b in BREAKAGES] + [(b, production) for b in CLUSTER_BREAKAGES]:
+        broken = copy.deepcopy(render)
         breaking(broken)
         if not invariant(broken):
             problems.append(f"{invariant.__name__} does not notice: {what}")
@@ -664,8 +736,9 @@ def main():
         problems += [f"{name}: {p}" for p in
                      a_swap_changes_the_upstream_url_alone(renders["overlays/dev"], renders[name])]
     say(f"{len(INVARIANTS) + 1} invariants checked on {len(RENDERS) - 1} overlays")
-    problems += breakages_are_caught(renders["overlays/dev"])
-    say(f"{len(BREAKAGES) + 1} deliberate breakages tried")
+    problems += breakages_are_caught(renders["overlays/dev"],
+                                     renders["overlays/production-postgres"])
+    say(f"{len(BREAKAGES) + len(CLUSTER_BREAKAGES) + 1} deliberate breakages tried")
     binaries = build(say)
     with tempfile.TemporaryDirectory(prefix="portbound-kubernetes-") as work:
         for name in RENDERS[1:]:
