@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use shared::config::Variable;
+use shared::config::{FromLayers, Variable};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -1116,15 +1116,19 @@ async fn sigterm_sends_the_pending_clicks_before_exiting() {
     assert_eq!(read().await, 7);
 }
 
-// The checker every consumer's proxy runs: what it admits and what it refuses.
+/// A PostgreSQL server for `test`, or `None` (having said SKIPPED) where the case cannot run:
+/// against an external stack, or where PostgreSQL is not installed.
+async fn postgres_for(test: &str) -> Option<PostgresServer> {
+    if skipped_on_external_stack(test) {
+        return None;
+    }
+    PostgresServer::start(test, TOKEN).await
+}
 
 #[tokio::test]
 async fn four_consumers_started_at_once_on_an_empty_database_all_come_up() {
     let test = "four_consumers_started_at_once_on_an_empty_database_all_come_up";
-    if skipped_on_external_stack(test) {
-        return;
-    }
-    let Some(postgres) = PostgresServer::start(test, TOKEN).await else {
+    let Some(postgres) = postgres_for(test).await else {
         return;
     };
     let url = postgres.attach_url();
@@ -1156,6 +1160,76 @@ async fn four_consumers_started_at_once_on_an_empty_database_all_come_up() {
     assert_eq!(links, 4);
 }
 
+#[tokio::test]
+async fn a_connection_that_answers_read_only_is_dropped_not_reused() {
+    let test = "a_connection_that_answers_read_only_is_dropped_not_reused";
+    let Some(postgres) = postgres_for(test).await else {
+        return;
+    };
+    let consumer = spawn_consumer(&postgres.attach_url(), &[]).await;
+    let client = client();
+    shorten_ok(&client, &consumer.url, "https://example.com/before").await;
+    let database = postgres.client().await;
+    let sessions = || async {
+        database
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portbound-consumer'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert!(
+        sessions().await >= 1,
+        "the consumer keeps a pooled connection"
+    );
+
+    // What a demoted primary answers: every write is refused as read-only (SQLSTATE 25006).
+    // This session keeps writing, to lift it again.
+    let read_only = |on: bool| {
+        let database = &database;
+        async move {
+            let change = if on {
+                "ALTER SYSTEM SET default_transaction_read_only = on"
+            } else {
+                "ALTER SYSTEM RESET default_transaction_read_only"
+            };
+            // Each its own statement: ALTER SYSTEM cannot run in a batch's transaction.
+            for statement in [change, "SELECT pg_reload_conf()"] {
+                database.batch_execute(statement).await.unwrap();
+            }
+        }
+    };
+    database
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    read_only(true).await;
+    // The server's sessions take the reloaded setting at their next command, soon after.
+    let refused = testkit::within(Duration::from_secs(5), async || {
+        let response = client
+            .post(format!("{}/api/links", consumer.url))
+            .json(&json!({"url": "https://example.com/read-only"}))
+            .send()
+            .await
+            .unwrap();
+        (response.status() != StatusCode::CREATED).then_some(response)
+    })
+    .await
+    .expect("writes are refused once the server is read-only");
+    assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    eventually(
+        Duration::from_secs(5),
+        "the connections that answered read-only are closed",
+        || async { sessions().await == 0 },
+    )
+    .await;
+
+    read_only(false).await;
+    shorten_ok(&client, &consumer.url, "https://example.com/after").await;
+}
+
 /// How long the consumer may take to serve again after the primary is killed and its standby
 /// promoted: the promotion itself, one connect timeout per host, and the breaker's cooldown.
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
@@ -1165,10 +1239,7 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 /// from the kill to the first link made again, and the links acknowledged before the kill that
 /// the new primary does not have.
 async fn fail_over(test: &str, synchronous: bool) -> Option<(Seen, Duration, Vec<String>)> {
-    if skipped_on_external_stack(test) {
-        return None;
-    }
-    let mut primary = PostgresServer::start(test, TOKEN).await?;
+    let mut primary = postgres_for(test).await?;
     let standby = primary.standby(synchronous).await;
     let url = format!(
         "postgres://{}:{TOKEN}@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
@@ -1274,6 +1345,8 @@ async fn a_failover_to_an_asynchronous_standby_says_what_it_lost() {
         lost.len()
     );
 }
+
+// The checker every consumer's proxy runs: what it admits and what it refuses.
 
 fn recorded(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> contract::Request {
     contract::Request {

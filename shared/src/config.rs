@@ -296,23 +296,30 @@ impl Layers {
     }
 }
 
-/// Reads a service's settings with `read` from `CONFIG_FILE` and the environment, and refuses a
-/// key in the file that `read` did not ask for.
-pub fn load<T>(read: impl Fn(&Layers) -> Result<T, ConfigError>) -> Result<T, ConfigError> {
-    let layers = Layers::load()?;
-    let settings = read(&layers)?;
-    layers.refuse_unknown_keys()?;
-    Ok(settings)
-}
+/// A service's settings, read variable by variable from [`Layers`]; the service writes
+/// [`FromLayers::from_layers`], and loading and listing come with it.
+pub trait FromLayers: Sized {
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError>;
 
-/// Every variable `read` reads, with its default: what a service's configuration page lists.
-/// Panics if `read` refuses its own defaults.
-pub fn variables<T>(read: impl Fn(&Layers) -> Result<T, ConfigError>) -> Vec<Variable> {
-    let layers = Layers::from_vars([]).expect("no file, no environment");
-    if let Err(error) = read(&layers) {
-        panic!("the defaults are refused: {error}");
+    /// Reads the settings from `CONFIG_FILE` and the environment, and refuses a key in the
+    /// file that no setting asked for.
+    fn load() -> Result<Self, ConfigError> {
+        let layers = Layers::load()?;
+        let settings = Self::from_layers(&layers)?;
+        layers.refuse_unknown_keys()?;
+        Ok(settings)
     }
-    layers.variables()
+
+    /// Every variable read, with its default (`CONFIG_FILE` among them; not `RUST_LOG`, which
+    /// the logger reads): what the configuration page lists. Panics if the defaults are
+    /// refused.
+    fn variables() -> Vec<Variable> {
+        let layers = Layers::from_vars([]).expect("no file, no environment");
+        if let Err(error) = Self::from_layers(&layers) {
+            panic!("the defaults are refused: {error}");
+        }
+        layers.variables()
+    }
 }
 
 /// The variables that `read` (a service's settings, read from [`Layers`]) reads but does not

@@ -42,7 +42,7 @@ use actix_web::web;
 pub use api::BODY_LIMIT;
 pub use api::openapi::ApiDoc;
 pub use settings::{DEFAULT_PORT, Settings};
-use shared::config::ConfigError;
+use shared::config::{ConfigError, FromLayers};
 use shared::health::Lifecycle;
 use shared::server::{Service, Serving};
 

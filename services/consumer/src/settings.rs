@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, DURATION_EXPECTED, Layers, Variable, duration};
+use shared::config::{ConfigError, DURATION_EXPECTED, FromLayers, Layers, duration};
 use shared::server::ServerSettings;
 use url::Url;
 
@@ -30,18 +30,17 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the settings from `CONFIG_FILE` and the environment.
-    pub fn load() -> Result<Self, ConfigError> {
-        shared::config::load(Self::from_layers)
+    /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
+    pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
+        let layers = Layers::from_vars([("UPSTREAM_URL".to_owned(), upstream_url.to_owned())])?;
+        let mut settings = Self::from_layers(&layers)?;
+        settings.server = ServerSettings::local(port);
+        Ok(settings)
     }
+}
 
-    /// Every variable the consumer reads, with its default (`CONFIG_FILE` among them; not
-    /// `RUST_LOG`, which the logger reads).
-    pub fn variables() -> Vec<Variable> {
-        shared::config::variables(Self::from_layers)
-    }
-
-    pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+impl FromLayers for Settings {
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         Ok(Settings {
             server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
             backend: BackendSettings::from_layers(layers)?,
@@ -64,14 +63,6 @@ impl Settings {
                 1..=10_000_000,
             )?,
         })
-    }
-
-    /// Settings for a local consumer on `port` (tests use 0) attached to `upstream_url`.
-    pub fn local(port: u16, upstream_url: &str) -> Result<Self, ConfigError> {
-        let layers = Layers::from_vars([("UPSTREAM_URL".to_owned(), upstream_url.to_owned())])?;
-        let mut settings = Self::from_layers(&layers)?;
-        settings.server = ServerSettings::local(port);
-        Ok(settings)
     }
 }
 

@@ -29,7 +29,7 @@ use std::io;
 use actix_web::web;
 pub use api::openapi::{ApiDoc, document as api_document};
 pub use settings::{DEFAULT_PORT, Settings};
-use shared::config::ConfigError;
+use shared::config::{ConfigError, FromLayers};
 use shared::health::Lifecycle;
 use shared::server::{Service, Serving};
 use storage::Store;

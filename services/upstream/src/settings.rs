@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use shared::config::{ConfigError, Layers, Variable};
+use shared::config::{ConfigError, FromLayers, Layers};
 use shared::pattern::Pattern;
 use shared::server::ServerSettings;
 
@@ -42,18 +42,22 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the settings from `CONFIG_FILE` and the environment.
-    pub fn load() -> Result<Self, ConfigError> {
-        shared::config::load(Self::from_layers)
+    /// Settings for a throwaway local instance on `port` (tests use 0) with an in-memory store.
+    pub fn local(port: u16) -> Self {
+        Settings {
+            server: ServerSettings::local(port),
+            database_path: ":memory:".to_owned(),
+            access_token: None,
+            instance_name: "upstream".to_owned(),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            read_cache_bytes: 1 << 20,
+            write_queue_limit: crate::storage::DEFAULT_WRITE_QUEUE,
+        }
     }
+}
 
-    /// Every variable the upstream reads, with its default (`CONFIG_FILE` among them; not
-    /// `RUST_LOG`, which the logger reads).
-    pub fn variables() -> Vec<Variable> {
-        shared::config::variables(Self::from_layers)
-    }
-
-    pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+impl FromLayers for Settings {
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         Ok(Settings {
             server: ServerSettings::from_layers(layers, DEFAULT_PORT)?,
             database_path: layers.parse(
@@ -98,19 +102,6 @@ impl Settings {
                 1..=1_000_000,
             )?,
         })
-    }
-
-    /// Settings for a throwaway local instance on `port` (tests use 0) with an in-memory store.
-    pub fn local(port: u16) -> Self {
-        Settings {
-            server: ServerSettings::local(port),
-            database_path: ":memory:".to_owned(),
-            access_token: None,
-            instance_name: "upstream".to_owned(),
-            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-            read_cache_bytes: 1 << 20,
-            write_queue_limit: crate::storage::DEFAULT_WRITE_QUEUE,
-        }
     }
 }
 
