@@ -164,7 +164,10 @@ impl PostgresStore {
                 Ok(Ok(())) => {
                     let _ = self.schema.set(());
                 }
-                Ok(Err(newer)) => return Err(newer),
+                Ok(Err(newer)) => {
+                    lease.release();
+                    return Err(newer);
+                }
                 Err(error) => return Err(lease.failed(&error)),
             }
         }
