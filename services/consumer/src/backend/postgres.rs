@@ -14,7 +14,8 @@
 //!   started together against an empty database wait for one another instead of colliding.
 //!
 //! Connections come from a pool made at startup that connects at the first call, so the consumer
-//! starts while PostgreSQL is away. With several hosts and `target_session_attrs=read-write`,
+//! starts while PostgreSQL is away. Each connection prepares a statement once and keeps it
+//! (deadpool's statement cache), so a command is one round trip, not a parse and then a run. With several hosts and `target_session_attrs=read-write`,
 //! each new connection goes to whichever host is the primary now, which is how the consumer
 //! follows a failover by its URL alone. A connection never outlives one: one that answers
 //! "read-only" (SQLSTATE 25006, a demoted primary), "shutting down" (57P01–57P03) or stops
@@ -29,6 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 use super::attachment::PostgresAttachment;
 use super::store::{Attempt, Store};
@@ -270,13 +272,16 @@ impl Store for PostgresStore {
     fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
         Box::pin(async move {
             let lease = self.lease().await?;
-            let row = lease
-                .client()
-                .query_opt(
-                    "SELECT url, created_at, creation_id FROM portbound_links WHERE code = $1",
-                    &[&code.as_str()],
-                )
-                .await;
+            let client = lease.client();
+            let row = async {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT url, created_at, creation_id FROM portbound_links WHERE code = $1",
+                    )
+                    .await?;
+                client.query_opt(&statement, &[&code.as_str()]).await
+            }
+            .await;
             let row = lease.finished(row)?;
             Ok(row.map(|row| LinkDocument {
                 url: row.get(0),
@@ -293,19 +298,23 @@ impl Store for PostgresStore {
     ) -> Attempt<'a, Created> {
         Box::pin(async move {
             let lease = self.lease().await?;
-            let inserted = lease
-                .client()
-                .execute(
-                    "INSERT INTO portbound_links (code, url, created_at, creation_id) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (code) DO NOTHING",
-                    &[
-                        &code.as_str(),
-                        &document.url,
-                        &document.created_at,
-                        &document.creation_id,
-                    ],
-                )
-                .await;
+            let client = lease.client();
+            let inserted = async {
+                let statement = client
+                    .prepare_cached(
+                        "INSERT INTO portbound_links (code, url, created_at, creation_id) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (code) DO NOTHING",
+                    )
+                    .await?;
+                let values: [&(dyn ToSql + Sync); 4] = [
+                    &code.as_str(),
+                    &document.url,
+                    &document.created_at,
+                    &document.creation_id,
+                ];
+                client.execute(&statement, &values).await
+            }
+            .await;
             Ok(match lease.finished(inserted)? {
                 0 => Created::Taken,
                 _ => Created::Yes,
@@ -316,13 +325,14 @@ impl Store for PostgresStore {
     fn clicks<'a>(&'a self, code: &'a Code) -> Attempt<'a, i64> {
         Box::pin(async move {
             let lease = self.lease().await?;
-            let row = lease
-                .client()
-                .query_opt(
-                    "SELECT clicks FROM portbound_clicks WHERE code = $1",
-                    &[&code.as_str()],
-                )
-                .await;
+            let client = lease.client();
+            let row = async {
+                let statement = client
+                    .prepare_cached("SELECT clicks FROM portbound_clicks WHERE code = $1")
+                    .await?;
+                client.query_opt(&statement, &[&code.as_str()]).await
+            }
+            .await;
             Ok(lease.finished(row)?.map_or(0, |row| row.get(0)))
         })
     }
@@ -342,22 +352,21 @@ impl Store for PostgresStore {
             let client = lease.client.as_mut().expect("a new lease holds its client");
             let counted = async {
                 let transaction = client.transaction().await?;
-                let first = transaction
-                    .execute(
+                let key = transaction
+                    .prepare_cached(
                         "INSERT INTO portbound_batches (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
-                        &[&idempotency_key],
                     )
                     .await?;
-                if first == 1 {
-                    transaction
-                        .execute(
+                if transaction.execute(&key, &[&idempotency_key]).await? == 1 {
+                    let add = transaction
+                        .prepare_cached(
                             "INSERT INTO portbound_clicks (code, clicks) \
                              SELECT * FROM unnest($1::text[], $2::bigint[]) \
                              ON CONFLICT (code) DO UPDATE \
                              SET clicks = portbound_clicks.clicks + excluded.clicks",
-                            &[&codes, &clicks],
                         )
                         .await?;
+                    transaction.execute(&add, &[&codes, &clicks]).await?;
                 }
                 transaction.commit().await
             };
