@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """What does the composition hop cost? The consumer's redirect side by side with nginx's
-proxy_pass and the direct call, and on Redis, in one run, on 127.0.0.1 only.
+proxy_pass and the direct call, and on Redis and PostgreSQL, in one run, on 127.0.0.1 only.
 
     python3 bench/hop.py                 # build, start, check, measure, write bench/results/
     python3 bench/hop.py --rounds 7      # more rounds
     python3 bench/hop.py --baseline d97dd41   # and the consumer of that commit beside this one
 
-Four targets, the first three reading the same link document from the same upstream:
+Five targets, the first three reading the same link document from the same upstream:
   D  upstream  GET /v1/kv/links/{code}          the direct call
   N  nginx     GET /v1/kv/links/{code}          the same through nginx (proxy_pass, keepalive pool)
   C  consumer  GET /{code}  (302)               the hop this project is about
   R  consumer  GET /{code}  (302)               the same binary attached to Redis instead
                                                 (UPSTREAM_URL=redis://…, the same links seeded)
+  P  consumer  GET /{code}  (302)               the same binary attached to PostgreSQL
+                                                (UPSTREAM_URL=postgres://…, the same links)
   B  baseline  GET /{code}  (302)               with --baseline REV: the consumer built from
                                                 that commit, to see what a change costs C
 
@@ -21,14 +23,16 @@ the latency one hop adds. Two placements: "gating", every server pinned to core 
 worker each and wrk on core 0 (stable on a 2-core machine), and "informational", unpinned with
 default workers (Redis is single-threaded either way). Each run records req/s, p50, p99, error
 and unexpected-status counts, and every server process's CPU microseconds per request (from
-/proc/PID/stat), so Redis's own CPU per redirect too. The summary gives medians
+/proc/PID/stat), so Redis's and PostgreSQL's own CPU per redirect too (PostgreSQL's: the
+postmaster and every backend). The summary gives medians
 of the per-round paired ratios C/N, C/D and N/D and of what each hop adds at -c1 (C-D, N-D),
 with their min-max; checks the goals (met, missed, or mixed when the rounds disagree); and is
 written as bench/results/hop.json and bench/results/hop.svg.
 
 Every run is bounded in time, every process it starts is stopped, and all traffic stays on
-127.0.0.1. wrk, nginx and redis-server come from Debian's packages and are installed when
-missing.
+127.0.0.1. wrk, nginx, redis-server and PostgreSQL 15 come from Debian's packages and are
+installed when missing. Redis and PostgreSQL run as compose runs them: every acknowledged write
+on disk.
 """
 
 import argparse
@@ -36,7 +40,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,9 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import (CLOCK_TICKS, DEADLINE, RESULTS, ROOT, WRK_UNEXPECTED, build, cpu_ticks,
-                      ensure_debian_tools, free_port, machine, nice_step, parse_wrk, request, say,
-                      wait_ready)
+from benchkit import (CLOCK_TICKS, POSTGRES_BIN, RESULTS, ROOT, WRK_UNEXPECTED, Postgres, Redis, build,
+                      cpu_ticks, ensure_debian_tools, free_port, machine, nice_step, parse_wrk, request,
+                      say, stop_cleanly_on_sigterm, wait_ready)
 
 SEED_LINKS = 1000
 
@@ -126,24 +129,9 @@ def build_baseline(rev, profile):
     return ROOT / "target" / "baseline" / profile / "consumer", commit
 
 
-def wait_redis(port, process):
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"redis-server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"redis-server on {port}: no PONG within {DEADLINE}s")
-
-
 class Stack:
-    """The upstream, the consumer and nginx, started for one placement and stopped after it."""
+    """The upstream, nginx, Redis, PostgreSQL and a consumer on each backend, started for one
+    placement and stopped after it."""
 
     def __init__(self, binaries, pinned, workdir, baseline=None):
         self.processes = []
@@ -154,6 +142,7 @@ class Stack:
         self.ports = {}
         self.binaries = binaries
         self.baseline = baseline
+        self.backends = {}  # Redis and PostgreSQL, which stop themselves
 
     def port(self, name):
         """A free port for server `name`, picked now."""
@@ -188,15 +177,12 @@ class Stack:
         self.spawn("consumer", [str(self.binaries / "consumer")], {
             **base, "PORT": str(self.port("consumer")), "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
         self.wait_ready("consumer")
-        # Redis as compose runs it: every write on disk before it answers.
-        redis = self.spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port("redis")),
-                                     "--dir", str(self.workdir), "--appendonly", "yes",
-                                     "--appendfsync", "always", "--save", ""])
-        wait_redis(self.ports["redis"], redis)
-        self.spawn("consumer-redis", [str(self.binaries / "consumer")], {
-            **base, "PORT": str(self.port("consumer-redis")),
-            "UPSTREAM_URL": f"redis://127.0.0.1:{self.ports['redis']}/0"})
-        self.wait_ready("consumer-redis")
+        for kind, backend in (("redis", lambda: Redis(self.workdir, self.pinned)),
+                              ("postgres", lambda: Postgres(self.pinned))):
+            self.backends[kind] = backend()
+            self.spawn(f"consumer-{kind}", [str(self.binaries / "consumer")], {
+                **base, "PORT": str(self.port(f"consumer-{kind}")), "UPSTREAM_URL": self.backends[kind].url()})
+            self.wait_ready(f"consumer-{kind}")
         if self.baseline:
             self.spawn("baseline", [str(self.baseline)], {
                 **base, "PORT": str(self.port("baseline")), "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
@@ -212,7 +198,8 @@ class Stack:
     def server_pids(self):
         """Every process of each server (nginx: master and workers)."""
         pids = {}
-        for name, process in self.processes:
+        processes = self.processes + [(kind, backend.process) for kind, backend in self.backends.items()]
+        for name, process in processes:
             group = [process.pid]
             children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
                                       text=True).stdout.split()
@@ -231,11 +218,13 @@ class Stack:
                 say(f"{name} did not stop in 10 s; killing it")
                 process.kill()
                 process.wait()
+        for backend in self.backends.values():
+            backend.stop()
 
 
 def seed(stack):
-    say(f"seeding {SEED_LINKS} links through each consumer, into the upstream and into Redis")
-    for name in ("consumer", "consumer-redis"):
+    say(f"seeding {SEED_LINKS} links through each consumer, into the upstream, Redis and PostgreSQL")
+    for name in ("consumer", "consumer-redis", "consumer-postgres"):
         consumer = f"http://127.0.0.1:{stack.ports[name]}"
         for n in range(SEED_LINKS):
             status, _, body = request(f"{consumer}/api/links", "POST",
@@ -252,6 +241,7 @@ def targets(stack, code):
         "N": {"url": f"http://127.0.0.1:{ng}/v1/kv/links/{code}", "status": 200},
         "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
         "R": {"url": f"http://127.0.0.1:{stack.ports['consumer-redis']}/{code}", "status": 302},
+        "P": {"url": f"http://127.0.0.1:{stack.ports['consumer-postgres']}/{code}", "status": 302},
     }
     if "baseline" in stack.ports:
         found["B"] = {"url": f"http://127.0.0.1:{stack.ports['baseline']}/{code}", "status": 302}
@@ -268,7 +258,7 @@ def check(targets_, target_url):
             raise SystemExit(f"{name}: Location is {headers.get('location')!r}, expected {target_url!r}")
         if not redirects and json.loads(body).get("url") != target_url:
             raise SystemExit(f"{name}: the body is {body[:200]!r}")
-    say("each target checked once: D and N answer the link document, C, R (and B) redirect to its target")
+    say("each target checked once: D and N answer the link document, C, R, P (and B) redirect to its target")
 
 
 def wrk(url, expected, connections, seconds, pinned, script):
@@ -337,11 +327,11 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
 
 def summarize(runs, c1_runs):
     by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
-    names = [name for name in "DNCRB" if by(runs, name)]
+    names = [name for name in "DNCRPB" if by(runs, name)]
     rounds = sorted({r["round"] for r in runs})
     rps = {(r["round"], r["target"]): r["rps"] for r in runs}
     ratios = {}
-    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("C", "B")):
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("P", "C"), ("C", "B")):
         if a in names and b in names:
             ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
     absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
@@ -378,7 +368,7 @@ def report(result):
         say("  -c1 p50/p99 us: " + ", ".join(f"{name} {c1[name]['p50_us']:.0f}/{c1[name]['p99_us']:.0f}"
                                              for name in s["median"]))
         for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("R", "the hop to Redis"),
-                           ("B", "the baseline's hop")):
+                           ("P", "the hop to PostgreSQL"), ("B", "the baseline's hop")):
             if hop not in c1["hop_us"]:
                 continue
             p50, p99 = c1["hop_us"][hop]["p50_us"], c1["hop_us"][hop]["p99_us"]
@@ -387,14 +377,16 @@ def report(result):
     say(f"  errors and unexpected statuses: {s['errors']}")
 
 
-LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
+LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "P": "P on PostgreSQL",
+          "B": "B baseline"}
 
 
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
-    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "B": "#bab0ac"}
-    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "B": "B baseline"}
-    present = [name for name in "DNCRB" if all(name in r["summary"]["median"] for r in results)]
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "P": "#76b7b2", "B": "#bab0ac"}
+    names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "P": "P on PostgreSQL",
+             "B": "B baseline"}
+    present = [name for name in "DNCRPB" if all(name in r["summary"]["median"] for r in results)]
     width, height, left, top, bottom = 720, 360, 70, 50, 60
     highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)
@@ -439,6 +431,7 @@ def svg(results, meta):
 
 
 def main():
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of -c32 runs (default 5)")
     parser.add_argument("--c1-rounds", type=int, default=5, help="rounds of -c1 runs (default 5)")
@@ -457,7 +450,8 @@ def main():
     if os.cpu_count() < 2:
         raise SystemExit("the gating placement needs two cores (servers on core 1, wrk on core 0)")
 
-    ensure_debian_tools()
+    ensure_debian_tools((("wrk", "wrk"), ("nginx", "nginx-light"), ("redis-server", "redis-server"),
+                         (str(POSTGRES_BIN / "postgres"), "postgresql-15")))
     binaries = build(args.profile)
     baseline, baseline_commit = build_baseline(args.baseline, args.profile) if args.baseline else (None, None)
     script = Path(tempfile.mkstemp(suffix=".lua")[1])

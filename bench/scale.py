@@ -4,6 +4,7 @@ that holds every call), measured on 127.0.0.1 only.
 
     python3 bench/scale.py                  # build, seed, measure, write bench/results/scale.*
     python3 bench/scale.py --links 1000,100000   # fewer sizes, for a quick look
+    python3 bench/scale.py --chart-only     # redraw scale.svg from scale.json
 
 Placement as hop.py's gating one: every server pinned to core 1 with one worker, wrk on core 0.
 The upstream runs without a token and with its data in a temporary directory; it is seeded
@@ -14,6 +15,11 @@ up to each size in turn. Sections:
                with codes drawn uniformly and skewed (Zipf, s = 1: code k with weight 1/k),
                req/s and p99, the upstream's RSS and database size (file, WAL and shared memory),
                and the idempotency keys the redirects' click batches left in the upstream
+  other kinds  the same redirects at each size from the same consumer binary on Redis (R) and on
+               PostgreSQL (P), each run as compose runs it (every acknowledged write on disk)
+               and seeded directly (redis-cli --pipe; INSERT … SELECT generate_series) with the
+               documents the consumer writes: req/s and p99, the backend's memory (Redis) or
+               database size (PostgreSQL), and the consumer's /api/status at -c1
   probes       at each size: /v1/info, the consumer's /readyz and /api/status at -c1
   connections  at the first size: 32, 256 and 1024 connections against D and C: req/s, p99,
                errors, and each server's RSS after
@@ -26,7 +32,8 @@ up to each size in turn. Sections:
                backend was sent, and the consumer's peak RSS
 
 Each wrk run is bounded (--seconds, default 4); every process started is stopped. Results go
-to bench/results/scale.json and scale.svg. wrk comes from Debian and is installed when missing.
+to bench/results/scale.json and scale.svg. wrk, redis-server and PostgreSQL 15 come from Debian
+and are installed when missing.
 """
 
 import argparse
@@ -44,8 +51,9 @@ import threading
 import time
 from pathlib import Path
 
-from benchkit import (RESULTS, WRK_UNEXPECTED, build, ensure_debian_tools, free_port, machine, memory_kib, nice_step,
-                      parse_wrk, request, say, wait_ready)
+from benchkit import (POSTGRES_BIN, RESULTS, WRK_UNEXPECTED, Postgres, Redis, build, ensure_debian_tools,
+                      free_port, machine, memory_kib, nice_step, parse_wrk, request, say,
+                      stop_cleanly_on_sigterm, wait_ready)
 
 SIZES = [1_000, 100_000, 1_000_000]
 CONNECTIONS = [32, 256, 1024]
@@ -272,6 +280,78 @@ def links_section(servers, upstream, consumer, workdir, sizes, have, seconds, sc
     return results, probes, clicks
 
 
+def link_document(code):
+    """The document the consumer writes for a link, as every kind of backend stores it."""
+    return f'{{"url":"https://example.com/{code}","created_at":"2026-12-01T00:00:00Z"}}'
+
+
+def seed_redis(redis, have, want):
+    """Links s{have}..s{want-1}, written with SET … NX in one redis-cli --pipe."""
+    def command(*words):
+        return f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
+    commands = "".join(command("SET", f"portbound:links:s{i}", link_document(f"s{i}"), "NX")
+                       for i in range(have, want))
+    said = redis.cli("--pipe", stdin=commands)
+    if f"errors: 0, replies: {want - have}" not in said:
+        raise SystemExit(f"seeding Redis failed: {said}")
+
+
+def seed_postgres(postgres, have, want):
+    """Links s{have}..s{want-1}, inserted by one statement into the consumer's table."""
+    postgres.psql("INSERT INTO portbound_links (code, url, created_at) "
+                  "SELECT 's' || i, 'https://example.com/s' || i, '2026-12-01T00:00:00Z' "
+                  f"FROM generate_series({have}, {want - 1}) AS i")
+
+
+def backend_stored(kind, backend):
+    """What the backend holds now: Redis's memory, PostgreSQL's database on disk, in MiB."""
+    if kind == "R":
+        info = dict(line.split(":", 1) for line in backend.cli("INFO", "memory").splitlines() if ":" in line)
+        return {"redis_used_memory_mib": round(int(info["used_memory"]) / 2**20, 1)}
+    size = int(backend.psql("SELECT pg_database_size(current_database())"))
+    return {"postgres_database_mib": round(size / 2**20, 1)}
+
+
+def kinds_section(binaries, sizes, seconds, scripts):
+    """Redirects at each size from a consumer on Redis (R) and on PostgreSQL (P)."""
+    results, probes = [], []
+    for kind, name in (("R", "redis"), ("P", "postgres")):
+        workdir = Path(tempfile.mkdtemp(prefix=f"portbound-scale-{name}-"))
+        servers = Servers(binaries, workdir)
+        backend = None
+        try:
+            backend = Redis(workdir, pinned=True) if kind == "R" else Postgres(pinned=True)
+            # The consumer first: on PostgreSQL it creates the tables it is then seeded into.
+            consumer, _ = servers.start(f"consumer-{name}", {"UPSTREAM_URL": backend.url()})
+            have = 0
+            for size in sizes:
+                started = time.monotonic()
+                (seed_redis if kind == "R" else seed_postgres)(backend, have, size)
+                say(f"  {kind}: seeded links {have} to {size - 1} in {time.monotonic() - started:.1f} s")
+                have = size
+                for draw in ("uniform", "zipf"):
+                    wrk(consumer, 32, 1, scripts["read"], ("/", size, draw, 302))  # warm-up
+                    run = parse_wrk(wrk(consumer, 32, seconds, scripts["read"], ("/", size, draw, 302)))
+                    run.update(links=size, target=kind, draw=draw, **backend_stored(kind, backend))
+                    results.append(run)
+                    say(f"  {size:>8} links  {kind} {draw:<7} {run_line(run)}")
+                say(f"  {size:>8} links: {backend_stored(kind, backend)}")
+                output = wrk(f"{consumer}/api/status", 1, 2, scripts["status"])
+                run = parse_wrk(output)
+                answered = statuses(output)
+                run.update(links=size, probe=f"consumer on {name} /api/status", statuses=answered,
+                           unexpected_statuses=sum(n for status, n in answered.items() if status != 200))
+                probes.append(run)
+                say(f"  {size:>8} links  {run['probe']:<34} p50 {run['p50_us']:>6.0f} us"
+                    f"  p99 {run['p99_us']:>6.0f} us")
+        finally:
+            servers.stop()
+            if backend:
+                backend.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results, probes
+
+
 def connections_section(servers, upstream, consumer, size, seconds, scripts):
     results = []
     pids = {"upstream": servers.processes[0].pid, "consumer": servers.processes[1].pid}
@@ -356,7 +436,7 @@ def svg(results, meta):
     """req/s of D and C against the number of links, uniform and Zipf."""
     runs = results["links"]
     sizes = sorted({r["links"] for r in runs})
-    width, height, left, top, bottom, right = 720, 360, 70, 50, 50, 170
+    width, height, left, top, bottom, right = 760, 360, 70, 50, 50, 200
     step = nice_step(max(r["rps"] for r in runs) * 1.1 / 5)
     ticks = math.ceil(max(r["rps"] for r in runs) * 1.1 / step)
     peak = step * ticks
@@ -376,13 +456,15 @@ def svg(results, meta):
     for size in sizes:
         parts.append(f'<text x="{x[size]:.1f}" y="{height - bottom + 18}" text-anchor="middle">{size:,} links</text>')
     colors = {("D", "uniform"): "#4e79a7", ("D", "zipf"): "#a0cbe8",
-              ("C", "uniform"): "#59a14f", ("C", "zipf"): "#8cd17d"}
+              ("C", "uniform"): "#59a14f", ("C", "zipf"): "#8cd17d",
+              ("R", "uniform"): "#e15759", ("R", "zipf"): "#ff9d9a",
+              ("P", "uniform"): "#76b7b2", ("P", "zipf"): "#b3e0dc"}
     for n, ((target, draw), color) in enumerate(colors.items()):
         points = [(x[r["links"]], y(r["rps"])) for r in runs if r["target"] == target and r["draw"] == draw]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2.5"/>')
         parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{color}"/>' for px, py in points)
-        name = {"D": "D direct GET", "C": "C redirect"}[target]
+        name = {"D": "D direct GET", "C": "C redirect", "R": "R on Redis", "P": "P on PostgreSQL"}[target]
         ly = top + 20 * n
         parts.append(f'<rect x="{width - right + 20}" y="{ly}" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{width - right + 34}" y="{ly + 9}">{name}, {draw}</text>')
@@ -391,16 +473,24 @@ def svg(results, meta):
 
 
 def main():
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--links", default=",".join(map(str, SIZES)),
                         help="the sizes to grow to, comma-separated (default %(default)s)")
     parser.add_argument("--seconds", type=int, default=4, help="length of each run (default 4)")
     parser.add_argument("--profile", default="perf", help="cargo profile to build (default perf)")
+    parser.add_argument("--chart-only", action="store_true",
+                        help="redraw bench/results/scale.svg from scale.json without measuring")
     args = parser.parse_args()
+    if args.chart_only:
+        saved = json.loads((RESULTS / "scale.json").read_text())
+        (RESULTS / "scale.svg").write_text(svg(saved["results"], saved["meta"]))
+        return 0
     sizes = sorted(int(size) for size in args.links.split(","))
     if os.cpu_count() < 2:
         raise SystemExit("the placement needs two cores (servers on core 1, wrk on core 0)")
-    ensure_debian_tools((("wrk", "wrk"),))
+    ensure_debian_tools((("wrk", "wrk"), ("redis-server", "redis-server"),
+                         (str(POSTGRES_BIN / "postgres"), "postgresql-15")))
     binaries = build(args.profile)
     scratch = Path(tempfile.mkdtemp(prefix="portbound-scale-"))
     scripts = {name: scratch / f"{name}.lua" for name in ("read", "write", "status")}
@@ -423,6 +513,10 @@ def main():
                 servers, upstream, consumer, workdir, sizes, sizes[0], args.seconds, scripts)
         finally:
             servers.stop()
+        say("\n== the same redirects on Redis (R) and PostgreSQL (P)")
+        kinds, kind_probes = kinds_section(binaries, sizes, args.seconds, scripts)
+        results["links"] += kinds
+        results["probes"] += kind_probes
         say("\n== durable writes (a fresh upstream for each run)")
         results["writes"] = writes_section(binaries, args.seconds, scripts)
         say(f"\n== a backend that holds every call ({HELD_CONNECTIONS} connections)")
