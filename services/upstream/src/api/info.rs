@@ -26,7 +26,15 @@ pub struct Info {
     pub storage: String,
     /// How many keys are stored.
     pub keys: i64,
+    /// The optional operations of the contract this backend offers, by `operationId`:
+    /// `getValues` (`POST /v1/kv:batchGet`) and `incrementCounters` (`POST /v1/counters`). A
+    /// backend without this field offers neither.
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
+
+/// The optional operations of the contract, by `operationId`; this upstream offers them all.
+pub const OPTIONAL_OPERATIONS: [&str; 2] = ["getValues", "incrementCounters"];
 
 #[utoipa::path(get, path = "/v1/info", operation_id = "getInfo", tag = "info",
     responses(
@@ -40,6 +48,7 @@ pub async fn info(state: web::Data<State>) -> Result<HttpResponse, ApiError> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         storage: "sqlite".to_owned(),
         keys,
+        operations: OPTIONAL_OPERATIONS.map(str::to_owned).to_vec(),
     }))
 }
 

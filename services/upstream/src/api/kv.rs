@@ -5,23 +5,37 @@
 //! - `GET` returns the value as stored; `If-None-Match` with its current version gives 304.
 //! - `DELETE` gives 204, 404 when there is nothing, 412 when `If-Match` does not hold.
 //! - `GET /v1/kv?prefix=&limit=&after=` pages through keys in byte order.
+//! - `POST /v1/kv:batchGet` reads up to [`MAX_BATCH_KEYS`] keys in one request, each answered
+//!   in the keys' order with its value and version, or as not found. A custom method on the
+//!   collection (the `:` convention of Google's API guide), so its path can never be a key's:
+//!   every key's path starts `/v1/kv/`.
 
 use actix_web::http::header::{self, EntityTag, Header, IfMatch, IfNoneMatch};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use shared::json::Object;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::openapi::schema::{AdditionalProperties, SchemaType};
+use utoipa::openapi::{ArrayBuilder, ObjectBuilder, OneOfBuilder, RefOr, Required, Schema, Type};
 
 use super::{
     ApiError, ENTITY_TAGS, EntityTags, State, StorageFailures, Version, etag, header_text,
     parse_json,
 };
 use crate::key::{self, Key};
-use crate::storage::{Delete, Precondition, Put};
+use crate::storage::{Delete, Precondition, Put, StoreError};
 
 /// The most keys one listing returns.
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
+
+/// The most keys one batch read takes.
+pub const MAX_BATCH_KEYS: usize = 1000;
+
+/// The largest batch read body, in bytes: room for [`MAX_BATCH_KEYS`] keys of the longest,
+/// written out with spaces.
+pub const MAX_BATCH_READ_BYTES: usize = 512 * 1024;
 
 /// The answer to a write.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -236,6 +250,156 @@ pub async fn list(
             .collect(),
         next: page.next,
     }))
+}
+
+/// A batch read: `{"keys": [key, …]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadMany {
+    pub keys: Vec<String>,
+}
+
+impl utoipa::PartialSchema for ReadMany {
+    fn schema() -> RefOr<Schema> {
+        let keys = ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("Key"))
+            .min_items(Some(1))
+            .max_items(Some(MAX_BATCH_KEYS))
+            .description(Some(
+                "Answered in this order; a key may appear more than once",
+            ));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("keys", keys)
+            .required("keys")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ReadMany {}
+
+/// One key's answer in a batch read: its value and version, or `found: false`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Read {
+    pub key: String,
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Box<RawValue>>,
+}
+
+impl utoipa::PartialSchema for Read {
+    fn schema() -> RefOr<Schema> {
+        let key = || utoipa::openapi::Ref::from_schema_name("Key");
+        let found = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("key", key())
+            .property(
+                "found",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([true])),
+            )
+            .property("version", utoipa::openapi::Ref::from_schema_name("Version"))
+            .property(
+                "value",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .description(Some("The stored JSON value, as stored")),
+            )
+            .required("key")
+            .required("found")
+            .required("version")
+            .required("value")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let absent = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("key", key())
+            .property(
+                "found",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([false])),
+            )
+            .required("key")
+            .required("found")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(found).item(absent).into()
+    }
+}
+
+impl utoipa::ToSchema for Read {}
+
+/// What a batch read answers.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reads {
+    /// One per key asked, in the same order.
+    pub values: Vec<Read>,
+}
+
+#[utoipa::path(post, path = "/v1/kv:batchGet", operation_id = "getValues", tag = "kv",
+    request_body(content = ReadMany, content_type = "application/json",
+        description = "Up to {MAX_BATCH_KEYS} keys; the body may be up to {MAX_BATCH_READ_KIB} KiB"),
+    responses(
+        (status = 200, description = "Each key's value and version, or `found: false`, in the keys' order", body = Reads),
+        (status = 400, description = "A body that is not JSON"),
+        (status = 413, description = "The body is larger than {MAX_BATCH_READ_KIB} KiB"),
+        (status = 415, description = "A body not declared as application/json"),
+        (status = 422, description = "A body that is not `{\"keys\": [key, …]}` with 1 to {MAX_BATCH_KEYS} valid keys"),
+        StorageFailures))]
+pub async fn get_many(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let asked = parse_json::<Object<ReadMany>>(&req, &body)?
+        .into_inner()
+        .keys;
+    if !(1..=MAX_BATCH_KEYS).contains(&asked.len()) {
+        return Err(ApiError::Unprocessable(format!(
+            "a batch read asks for 1 to {MAX_BATCH_KEYS} keys, not {}",
+            asked.len()
+        )));
+    }
+    let keys = asked
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            Key::parse(key)
+                .map_err(|error| ApiError::Unprocessable(format!("keys[{index}]: {error}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries = state.store.get_many(keys).await?;
+    let values = asked
+        .into_iter()
+        .zip(entries)
+        .map(|(key, entry)| match entry {
+            Some(entry) => Ok(Read {
+                key,
+                found: true,
+                version: Some(version_text(entry.version)),
+                // Stored only after it was read as JSON, so this reads it again as it is.
+                value: Some(stored_json(&entry.value)?),
+            }),
+            None => Ok(Read {
+                key,
+                found: false,
+                version: None,
+                value: None,
+            }),
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(HttpResponse::Ok().json(Reads { values }))
+}
+
+/// A stored value as the JSON text it is; one that is not (which the upstream never writes) is
+/// a storage failure, not something passed on.
+fn stored_json(value: &[u8]) -> Result<Box<RawValue>, ApiError> {
+    serde_json::from_slice::<&RawValue>(value)
+        .map(RawValue::to_owned)
+        .map_err(|error| StoreError::Corrupt(error.to_string()).into())
 }
 
 fn version_text(version: i64) -> String {

@@ -56,6 +56,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/info").get(info::info))
                 .service(web::resource("/kv").get(kv::list))
                 .service(
+                    web::resource("/kv:batchGet")
+                        .app_data(shared::problem::payload_config(kv::MAX_BATCH_READ_BYTES))
+                        .post(kv::get_many),
+                )
+                .service(
                     web::resource("/kv/{key}*")
                         .get(kv::get)
                         .put(kv::put)

@@ -19,7 +19,7 @@ use crate::settings::INSTANCE_PATTERN;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "portbound upstream", description = "A durable key–value store with counters: the backing service the consumer attaches to by URL."),
-    paths(kv::put, kv::get, kv::delete, kv::list, counters::increment, counters::increment_many, counters::get, info::info, info::readyz),
+    paths(kv::put, kv::get, kv::delete, kv::list, kv::get_many, counters::increment, counters::increment_many, counters::get, info::info, info::readyz),
     components(schemas(crate::key::Key, super::EntityTags, super::Version, counters::IdempotencyKey)),
     tags((name = "kv", description = "JSON values under keys"),
         (name = "counters", description = "Atomic counters"),
@@ -58,8 +58,13 @@ pub fn document(with_token: bool) -> Value {
 }
 
 /// The bounds the handlers' descriptions name, each from its constant.
-fn bounds() -> [(&'static str, String); 4] {
+fn bounds() -> [(&'static str, String); 6] {
     [
+        ("MAX_BATCH_KEYS", kv::MAX_BATCH_KEYS.to_string()),
+        (
+            "MAX_BATCH_READ_KIB",
+            (kv::MAX_BATCH_READ_BYTES / 1024).to_string(),
+        ),
         ("MAX_INCREMENTS", counters::MAX_INCREMENTS.to_string()),
         (
             "MAX_BATCH_KIB",

@@ -78,6 +78,46 @@ impl Store {
         Ok(entry)
     }
 
+    /// The values at `keys`, in their order: the cache answers what it knows, and one read
+    /// transaction the rest, so that every value read from SQLite is of the same moment.
+    pub async fn get_many(&self, keys: Vec<Key>) -> Result<Vec<Option<Entry>>, StoreError> {
+        let mut found: Vec<Option<Option<Entry>>> = keys
+            .iter()
+            .map(|key| self.cache.get(key.as_str()))
+            .collect();
+        let missing: Vec<String> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, known)| known.is_none())
+            .map(|(key, _)| key.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let loaded = {
+                let missing = missing.clone();
+                self.read(move |conn| {
+                    let transaction = conn.unchecked_transaction()?;
+                    let loaded = missing
+                        .iter()
+                        .map(|key| super::cache::load_known(&transaction, key))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    transaction.finish()?;
+                    Ok(loaded)
+                })
+                .await?
+            };
+            let mut loaded = loaded.into_iter();
+            for slot in found.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = loaded.next();
+            }
+            if self.cache.is_enabled() {
+                for key in missing {
+                    self.writer.load(key);
+                }
+            }
+        }
+        Ok(found.into_iter().map(Option::flatten).collect())
+    }
+
     /// Stores `value` (already checked to be JSON) under `key` if `precondition` holds.
     pub async fn put(
         &self,

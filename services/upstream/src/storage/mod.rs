@@ -64,6 +64,8 @@ pub enum StoreError {
     Full,
     #[error("too many writes are waiting")]
     Busy,
+    #[error("a stored value is not JSON: {0}")]
+    Corrupt(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -453,3 +453,126 @@ async fn writers_beyond_the_queue_are_told_503_retry_after_and_every_acknowledge
         Some(refused.len() as f64)
     );
 }
+
+/// Sends a batch read.
+async fn get_many(app: &inprocess::Upstream, body: &Value) -> Response {
+    app.client
+        .post(app.url("/v1/kv:batchGet"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_read_answers_each_key_in_order_with_its_value_and_version_or_not_found() {
+    let app = inprocess::upstream().await;
+    let link = json!({"url": "https://example.com", "created_at": "2026-12-02T00:00:00Z"});
+    let version = etag(&app.put_json("links/a", &link).await);
+    app.put_json("n", &json!(null)).await;
+
+    // Asked twice, a key is answered twice; a stored null is found, an absent key is not.
+    let response = get_many(
+        &app,
+        &json!({"keys": ["missing", "links/a", "n", "links/a"]}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let values = response.json::<Value>().await.unwrap()["values"].clone();
+    let version = version.trim_matches('"');
+    assert_eq!(
+        values,
+        json!([
+            {"key": "missing", "found": false},
+            {"key": "links/a", "found": true, "version": version, "value": link},
+            {"key": "n", "found": true, "version": values[2]["version"], "value": null},
+            {"key": "links/a", "found": true, "version": version, "value": link},
+        ])
+    );
+    assert!(values[2]["version"].is_string());
+}
+
+#[tokio::test]
+async fn a_batch_read_sees_a_value_written_after_it_was_cached() {
+    let app = inprocess::upstream().await;
+    app.put_json("k", &json!(1)).await;
+    let first = get_many(&app, &json!({"keys": ["k"]})).await;
+    assert_eq!(
+        first.json::<Value>().await.unwrap()["values"][0]["value"],
+        1
+    );
+    app.put_json("k", &json!(2)).await;
+    let second = get_many(&app, &json!({"keys": ["k", "k"]})).await;
+    let values = second.json::<Value>().await.unwrap()["values"].clone();
+    assert_eq!(
+        (&values[0]["value"], &values[1]["value"]),
+        (&json!(2), &json!(2))
+    );
+}
+
+#[tokio::test]
+async fn a_batch_read_of_no_keys_too_many_or_a_bad_key_is_422() {
+    let app = inprocess::upstream().await;
+    let too_many: Vec<String> = (0..=1000).map(|i| format!("k{i}")).collect();
+    for body in [
+        json!({"keys": []}),
+        json!({"keys": too_many}),
+        json!({"keys": ["ok", "a/../b"]}),
+        json!({"keys": ["ok", 1]}),
+        json!({"keys": ["ok"], "more": 1}),
+        json!(["ok"]),
+    ] {
+        assert_problem(
+            get_many(&app, &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_batch_read_of_the_longest_keys_fits_and_a_larger_body_is_413() {
+    let app = inprocess::upstream().await;
+    let longest = |i: usize| format!("{i:0>256}");
+    app.put_json(&longest(999), &json!("last")).await;
+    let keys: Vec<String> = (0..1000).map(longest).collect();
+    let response = get_many(&app, &json!({"keys": keys})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let values = response.json::<Value>().await.unwrap()["values"].clone();
+    assert_eq!(values.as_array().unwrap().len(), 1000);
+    assert_eq!(values[0]["found"], false);
+    assert_eq!(values[999]["value"], "last");
+
+    let padded = format!(r#"{{"keys": ["a"]{}}}"#, " ".repeat(512 * 1024));
+    let response = app
+        .client
+        .post(app.url("/v1/kv:batchGet"))
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn a_batch_read_can_never_be_mistaken_for_a_key() {
+    let app = inprocess::upstream().await;
+    // A key may hold ':' but always sits below /v1/kv/, so these are ordinary keys.
+    app.put_json("kv:batchGet", &json!("a key")).await;
+    let got = app.get_key("kv:batchGet").await;
+    assert_eq!(got.json::<Value>().await.unwrap(), "a key");
+    let read = get_many(&app, &json!({"keys": ["kv:batchGet"]})).await;
+    assert_eq!(
+        read.json::<Value>().await.unwrap()["values"][0]["value"],
+        "a key"
+    );
+    // GET on the batch read's path is not a read of anything.
+    let wrong = app
+        .client
+        .get(app.url("/v1/kv:batchGet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
