@@ -16,6 +16,8 @@
 //! - [`contract`]: that check: a request against the upstream's OpenAPI document.
 //! - [`kinds`]: a real backing service of each kind, upstream or Redis, for the consumer's
 //!   cases that run one body against every kind.
+//! - [`core_only`]: a backend that honours only the core of the contract, none of its optional
+//!   operations, in front of a real upstream.
 //! - [`misbehaving`]: stand-ins for a backend that misbehaves — one that never answers, a port
 //!   that refuses connections, a hostile one.
 //! - [`browser`]: headless Chromium over WebDriver, for the page.
@@ -32,6 +34,7 @@
 
 pub mod browser;
 pub mod contract;
+pub mod core_only;
 pub mod inprocess;
 pub mod kinds;
 pub mod misbehaving;

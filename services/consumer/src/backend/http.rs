@@ -1,12 +1,22 @@
 //! The HTTP adapter: the consumer's state in portbound's upstream, or in any backend that
-//! honours its v1 contract (`links/{code}` documents, `clicks/{code}` counters, added to in
-//! batches by `POST /v1/counters`).
+//! honours its v1 contract (`links/{code}` documents, `clicks/{code}` counters).
+//!
+//! The contract's optional operations are used where the backend offers them, as its
+//! `/v1/info` lists them (asked at the first call that needs to know, and again at every
+//! `info`): click batches go in one `POST /v1/counters` where it is offered, and otherwise one
+//! `POST /v1/counters/{name}` per counter under the batch's `Idempotency-Key` (which the
+//! contract remembers per counter), so each click still counts once. A backend that answers
+//! `404` or `405` to an operation it listed is taken at its word the other way, and asked
+//! again later.
 //!
 //! One `reqwest::Client` (so one connection pool) for the process, with a connect timeout and
 //! pooled connections retired before the backend's keep-alive closes them. No reply is read
 //! beyond [`MAX_REPLY_BYTES`], and none of the backend's bodies is passed on or logged.
 
 use std::error::Error as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -42,6 +52,58 @@ pub const MAX_BATCH_REPLY_BYTES: usize = MAX_BATCH_CODES * MAX_COUNTER_REPLY_BYT
 const LINKS: &str = "links%2F";
 const CLICKS: &str = "clicks%2F";
 
+/// How many of a click batch's counters are sent at once to a backend without click batches.
+const COUNTERS_AT_ONCE: usize = 8;
+
+/// The optional operations of the contract a backend offers, by `operationId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Offered {
+    /// `POST /v1/counters`.
+    counter_batches: bool,
+}
+
+impl Offered {
+    fn from_operations(operations: &[String]) -> Self {
+        Offered {
+            counter_batches: operations.iter().any(|name| name == "incrementCounters"),
+        }
+    }
+}
+
+/// What the backend last said it offers; not known until it is asked.
+#[derive(Default)]
+struct OfferedCell(AtomicU8);
+
+impl OfferedCell {
+    const KNOWN: u8 = 1;
+    const COUNTER_BATCHES: u8 = 2;
+
+    fn get(&self) -> Option<Offered> {
+        let bits = self.0.load(Ordering::Relaxed);
+        (bits & Self::KNOWN != 0).then_some(Offered {
+            counter_batches: bits & Self::COUNTER_BATCHES != 0,
+        })
+    }
+
+    fn set(&self, offered: Offered) {
+        let bits = Self::KNOWN
+            | if offered.counter_batches {
+                Self::COUNTER_BATCHES
+            } else {
+                0
+            };
+        self.0.store(bits, Ordering::Relaxed);
+    }
+}
+
+/// `/v1/info` as this adapter reads it: the optional operations too.
+#[derive(Deserialize)]
+struct InfoReply {
+    instance: String,
+    #[serde(default)]
+    operations: Vec<String>,
+}
+
 /// A complete answer from the backend.
 struct Reply {
     status: StatusCode,
@@ -54,6 +116,7 @@ struct Reply {
 pub struct HttpStore {
     http: reqwest::Client,
     attachment: HttpAttachment,
+    offered: OfferedCell,
 }
 
 impl HttpStore {
@@ -67,7 +130,11 @@ impl HttpStore {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with rustls");
-        HttpStore { http, attachment }
+        HttpStore {
+            http,
+            attachment,
+            offered: OfferedCell::default(),
+        }
     }
 
     /// One request, its whole body read, up to `reply_limit` bytes.
@@ -119,15 +186,103 @@ impl HttpStore {
         self.call(Method::GET, path, None, HeaderMap::new(), MAX_REPLY_BYTES)
             .await
     }
+
+    /// `/v1/info`, remembering the optional operations it lists.
+    async fn ask_info(&self) -> Result<(Info, Offered), BackendError> {
+        let reply = self.get("v1/info").await?;
+        expect_status(&reply, &[StatusCode::OK])?;
+        let InfoReply {
+            instance,
+            operations,
+        } = parse(&reply)?;
+        let offered = Offered::from_operations(&operations);
+        self.offered.set(offered);
+        Ok((Info { instance }, offered))
+    }
+
+    /// What the backend offers, asked if it is not known yet.
+    async fn offered(&self) -> Result<Offered, BackendError> {
+        match self.offered.get() {
+            Some(offered) => Ok(offered),
+            None => Ok(self.ask_info().await?.1),
+        }
+    }
+
+    /// A click batch in one `POST /v1/counters`; `None` when the backend does not serve it.
+    async fn add_clicks_at_once(
+        &self,
+        batch: &[(String, u64)],
+        key: HeaderValue,
+    ) -> Result<Option<()>, BackendError> {
+        #[derive(Serialize)]
+        struct Increment<'a> {
+            name: String,
+            by: &'a u64,
+        }
+        #[derive(Serialize)]
+        struct Increments<'a> {
+            increments: Vec<Increment<'a>>,
+        }
+        let increments: Vec<Increment> = batch
+            .iter()
+            .map(|(code, by)| Increment {
+                name: format!("clicks/{code}"),
+                by,
+            })
+            .collect();
+        let body = serde_json::to_vec(&Increments { increments }).expect("JSON");
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", key);
+        let reply = self
+            .call(
+                Method::POST,
+                "v1/counters",
+                Some(body),
+                headers,
+                MAX_BATCH_REPLY_BYTES,
+            )
+            .await?;
+        if not_served(&reply) {
+            return Ok(None);
+        }
+        expect_status(&reply, &[StatusCode::OK]).map(Some)
+    }
+
+    /// A click batch as one `POST /v1/counters/clicks%2F{code}` per code, a few at a time, each
+    /// under the batch's key: the contract remembers a key per counter, so a batch sent again
+    /// counts each code once, whichever of its calls had been answered.
+    async fn add_clicks_one_by_one(
+        &self,
+        batch: &[(String, u64)],
+        key: HeaderValue,
+    ) -> Result<(), BackendError> {
+        // The calls made before they are streamed: a closure inside the stream would have to
+        // hold for every lifetime of its argument, which an async block borrowing it cannot.
+        let calls: Vec<_> = batch
+            .iter()
+            .map(|(code, by)| {
+                let mut headers = HeaderMap::new();
+                headers.insert("idempotency-key", key.clone());
+                let path = format!("v1/counters/{CLICKS}{code}");
+                let body = serde_json::to_vec(&serde_json::json!({ "by": by })).expect("JSON");
+                async move {
+                    let reply = self
+                        .call(Method::POST, &path, Some(body), headers, MAX_REPLY_BYTES)
+                        .await?;
+                    expect_status(&reply, &[StatusCode::OK])
+                }
+            })
+            .collect();
+        futures_util::stream::iter(calls)
+            .buffer_unordered(COUNTERS_AT_ONCE)
+            .try_collect()
+            .await
+    }
 }
 
 impl Store for HttpStore {
     fn info(&self) -> Attempt<'_, Info> {
-        Box::pin(async move {
-            let reply = self.get("v1/info").await?;
-            expect_status(&reply, &[StatusCode::OK])?;
-            parse(&reply)
-        })
+        Box::pin(async move { Ok(self.ask_info().await?.0) })
     }
 
     fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
@@ -181,38 +336,22 @@ impl Store for HttpStore {
         batch: &'a [(String, u64)],
         idempotency_key: &'a str,
     ) -> Attempt<'a, ()> {
-        #[derive(Serialize)]
-        struct Increment<'a> {
-            name: String,
-            by: &'a u64,
-        }
-        #[derive(Serialize)]
-        struct Increments<'a> {
-            increments: Vec<Increment<'a>>,
-        }
         Box::pin(async move {
-            let increments: Vec<Increment> = batch
-                .iter()
-                .map(|(code, by)| Increment {
-                    name: format!("clicks/{code}"),
-                    by,
-                })
-                .collect();
-            let body = serde_json::to_vec(&Increments { increments }).expect("JSON");
-            let mut headers = HeaderMap::new();
             let key = HeaderValue::from_str(idempotency_key)
                 .map_err(|_| BackendError::Malformed("unusable idempotency key".to_owned()))?;
-            headers.insert("idempotency-key", key);
-            let reply = self
-                .call(
-                    Method::POST,
-                    "v1/counters",
-                    Some(body),
-                    headers,
-                    MAX_BATCH_REPLY_BYTES,
-                )
-                .await?;
-            expect_status(&reply, &[StatusCode::OK])
+            if self.offered().await?.counter_batches {
+                if let Some(counted) = self.add_clicks_at_once(batch, key.clone()).await? {
+                    return Ok(counted);
+                }
+                log::warn!(
+                    "the backend listed POST /v1/counters but does not serve it; \
+                     sending each counter of the batch on its own"
+                );
+                self.offered.set(Offered {
+                    counter_batches: false,
+                });
+            }
+            self.add_clicks_one_by_one(batch, key).await
         })
     }
 }
@@ -263,6 +402,14 @@ fn answered_garbage(error: &reqwest::Error) -> bool {
 /// The error and its causes in one line, without the URL (reqwest leaves it out of these).
 fn describe(error: &reqwest::Error) -> String {
     super::with_causes(error)
+}
+
+/// Whether the backend answered that it has no such operation.
+fn not_served(reply: &Reply) -> bool {
+    matches!(
+        reply.status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    )
 }
 
 fn expect_status(reply: &Reply, expected: &[StatusCode]) -> Result<(), BackendError> {

@@ -4,6 +4,7 @@
 // Test code: an unwrap that fails is a failing test, with its message.
 #![allow(clippy::unwrap_used)]
 
+mod core_only;
 mod hostile;
 mod links;
 mod on_redis;
