@@ -70,6 +70,7 @@ on_each_backend!(
     a_create_whose_answer_was_lost_is_retried_and_recognised_as_its_own,
     a_click_batch_whose_answer_was_lost_is_counted_once,
     a_backend_that_holds_every_call_costs_hundreds_of_clients_timely_problems_and_bounded_memory,
+    concurrent_redirects_go_to_the_backend_together_each_answered_rightly,
 );
 
 /// The two ports under test, spawned here or already running.
@@ -1446,6 +1447,64 @@ fn the_contract_checker_names_each_kind_of_departure() {
         assert!(
             found.as_deref().is_some_and(|f| f.contains(expected)),
             "{invalid:?}: {found:?}"
+        );
+    }
+}
+
+/// Redirects made at once: the lookups that wait for a call go together in the next one
+/// (`consumer_backend_lookups_per_call` shows it), and each still gets its own link, or its
+/// 404. On an upstream those calls are batch reads, checked against its contract by the proxy.
+async fn concurrent_redirects_go_to_the_backend_together_each_answered_rightly(kind: Kind) {
+    let case = "concurrent_redirects_go_to_the_backend_together_each_answered_rightly";
+    let Some(backend) = backend_for(case, kind).await else {
+        return;
+    };
+    let proxy = backend.proxy().await;
+    let consumer = spawn_consumer(&backend.attach_url_at(proxy.port), &[]).await;
+    let client = client();
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let target = format!("https://example.com/together/{i}");
+        codes.push((
+            shorten_ok(&client, &consumer.url, &target).await,
+            Some(target),
+        ));
+    }
+    codes.push(("never-made".to_owned(), None));
+
+    let redirects = (0..400).map(|i| {
+        let (code, target) = codes[i % codes.len()].clone();
+        let (client, consumer) = (client.clone(), consumer.url.clone());
+        async move {
+            let response = follow(&client, &consumer, &code).await;
+            let location = response
+                .headers()
+                .get("location")
+                .map(|value| value.to_str().unwrap().to_owned());
+            (code, response.status(), location, target)
+        }
+    });
+    for (code, status, location, target) in futures_util::future::join_all(redirects).await {
+        match target {
+            Some(target) => {
+                assert_eq!(status, StatusCode::FOUND, "{code}");
+                assert_eq!(location.as_deref(), Some(target.as_str()), "{code}");
+            }
+            None => assert_eq!(status, StatusCode::NOT_FOUND, "{code}"),
+        }
+    }
+
+    let metrics = get_text(&client, format!("{}/metrics", consumer.url)).await;
+    let calls = testkit::metric(&metrics, "consumer_backend_lookups_per_call_count").unwrap();
+    let lookups = testkit::metric(&metrics, "consumer_backend_lookups_per_call_sum").unwrap();
+    eprintln!("{case}::{kind}: 400 redirects, {lookups} codes looked up in {calls} calls");
+    assert!(calls < lookups, "{calls} calls for {lookups} lookups");
+    if matches!(kind, Kind::Http) {
+        let reads = proxy.requests();
+        assert!(
+            reads.iter().any(|line| line == "POST /v1/kv:batchGet"),
+            "no batch read among {} requests",
+            reads.len()
         );
     }
 }

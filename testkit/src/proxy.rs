@@ -52,6 +52,8 @@ pub struct FaultProxy {
 struct Checked {
     contract: Option<&'static Value>,
     requests: Mutex<usize>,
+    /// `METHOD /path` of each request checked against the contract.
+    lines: Mutex<Vec<String>>,
     violations: Mutex<Vec<String>>,
 }
 
@@ -83,6 +85,7 @@ impl FaultProxy {
         let checked = Arc::new(Checked {
             contract,
             requests: Mutex::default(),
+            lines: Mutex::default(),
             violations: Mutex::default(),
         });
         let (current, to, seen) = (fault.clone(), target.clone(), checked.clone());
@@ -110,6 +113,11 @@ impl FaultProxy {
     /// How many complete requests (for a raw proxy: writes) have passed towards the upstream.
     pub fn requests_seen(&self) -> usize {
         *self.checked.requests.lock().expect("the count lock")
+    }
+
+    /// `METHOD /path` (without the query) of each request checked so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.checked.lines.lock().expect("the lines lock").clone()
     }
 
     pub fn set(&self, fault: Fault) {
@@ -149,6 +157,9 @@ impl Checked {
         };
         for request in requests {
             *self.requests.lock().expect("the count lock") += 1;
+            let path = request.target.split('?').next().unwrap_or_default();
+            let line = format!("{} {path}", request.method);
+            self.lines.lock().expect("the lines lock").push(line);
             if let Some(violation) = contract::violation(document, &request) {
                 let line = format!("{} {}: {violation}", request.method, request.target);
                 self.violations

@@ -194,6 +194,14 @@ pub fn validate_target(text: &str, public: &Url) -> Result<Url, InvalidTarget> {
     Ok(url)
 }
 
+/// The largest link document the consumer reads from any backend: one whose URL of
+/// [`MAX_URL_LEN`] characters is all four-byte characters, stored percent-encoded (12 bytes
+/// each), with its creation time and id. A stored value larger than this is none the consumer
+/// wrote; every adapter refuses it without reading it whole.
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
+
+const _: () = assert!(MAX_URL_LEN * 12 + 1024 <= MAX_DOCUMENT_BYTES);
+
 /// What is stored in the backend at `links/{code}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkDocument {

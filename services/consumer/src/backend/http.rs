@@ -13,6 +13,7 @@
 //! pooled connections retired before the backend's keep-alive closes them. No reply is read
 //! beyond [`MAX_REPLY_BYTES`], and none of the backend's bodies is passed on or logged.
 
+use std::borrow::Cow;
 use std::error::Error as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -20,22 +21,32 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use serde_json::value::RawValue;
+
 use super::attachment::HttpAttachment;
+use super::coalescer::Lookup;
 use super::store::{Attempt, MAX_BATCH_CODES, Store};
 use super::{BackendError, BackendSettings, Created, Info};
-use crate::links::{Code, LinkDocument, MAX_CODE_LEN, MAX_URL_LEN};
+use crate::links::{Code, LinkDocument, MAX_CODE_LEN, MAX_DOCUMENT_BYTES};
 
-/// The most the consumer reads of any reply: what the largest answer of the contract it uses
-/// can take. That is a link document whose URL of [`MAX_URL_LEN`] characters is all four-byte
-/// characters, stored percent-encoded (12 bytes each), with its creation time and id; counters
-/// and `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
+/// The most the consumer reads of any reply but a batch's: what the largest answer of the
+/// contract it uses can take, a link document of [`MAX_DOCUMENT_BYTES`]; counters and
+/// `/v1/info` are far smaller. A reply announcing more is refused before its body is read, and
 /// one that sends more is cut off there, so a backend cannot make the consumer buffer more.
-pub const MAX_REPLY_BYTES: usize = 32 * 1024;
+pub const MAX_REPLY_BYTES: usize = MAX_DOCUMENT_BYTES;
 
-const _: () = assert!(MAX_URL_LEN * 12 + 1024 <= MAX_REPLY_BYTES);
+/// What one key of a batch read's reply may take besides its value:
+/// `{"key":"links/…","found":true,"version":"…","value":},` with a code of [`MAX_CODE_LEN`]
+/// characters and a version of 20 digits.
+const MAX_READ_OVERHEAD_BYTES: usize =
+    r#"{"key":"links/","found":true,"version":"","value":},"#.len() + MAX_CODE_LEN + 20;
+
+/// The most the consumer reads of a batch read's reply for `keys` keys.
+fn max_read_reply_bytes(keys: usize) -> usize {
+    keys * (MAX_DOCUMENT_BYTES + MAX_READ_OVERHEAD_BYTES) + 1024
+}
 
 /// The longest counter in a click batch's reply: `{"name":"clicks/…","value":…},` with a code
 /// of [`MAX_CODE_LEN`] characters and a value of 20 digits.
@@ -55,17 +66,24 @@ const CLICKS: &str = "clicks%2F";
 /// How many of a click batch's counters are sent at once to a backend without click batches.
 const COUNTERS_AT_ONCE: usize = 8;
 
+/// How many links are read at once, one `GET` each, from a backend without batch reads.
+const READS_AT_ONCE: usize = 8;
+
 /// The optional operations of the contract a backend offers, by `operationId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Offered {
+    /// `POST /v1/kv:batchGet`.
+    batch_reads: bool,
     /// `POST /v1/counters`.
     counter_batches: bool,
 }
 
 impl Offered {
     fn from_operations(operations: &[String]) -> Self {
+        let offers = |id: &str| operations.iter().any(|name| name == id);
         Offered {
-            counter_batches: operations.iter().any(|name| name == "incrementCounters"),
+            batch_reads: offers("getValues"),
+            counter_batches: offers("incrementCounters"),
         }
     }
 }
@@ -76,23 +94,28 @@ struct OfferedCell(AtomicU8);
 
 impl OfferedCell {
     const KNOWN: u8 = 1;
-    const COUNTER_BATCHES: u8 = 2;
+    const BATCH_READS: u8 = 2;
+    const COUNTER_BATCHES: u8 = 4;
 
     fn get(&self) -> Option<Offered> {
         let bits = self.0.load(Ordering::Relaxed);
         (bits & Self::KNOWN != 0).then_some(Offered {
+            batch_reads: bits & Self::BATCH_READS != 0,
             counter_batches: bits & Self::COUNTER_BATCHES != 0,
         })
     }
 
     fn set(&self, offered: Offered) {
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
         let bits = Self::KNOWN
-            | if offered.counter_batches {
-                Self::COUNTER_BATCHES
-            } else {
-                0
-            };
+            | bit(offered.batch_reads, Self::BATCH_READS)
+            | bit(offered.counter_batches, Self::COUNTER_BATCHES);
         self.0.store(bits, Ordering::Relaxed);
+    }
+
+    /// Forgets one operation the backend listed but does not serve.
+    fn withdraw(&self, bit: u8) {
+        self.0.fetch_and(!bit, Ordering::Relaxed);
     }
 }
 
@@ -208,6 +231,83 @@ impl HttpStore {
         }
     }
 
+    /// One link by `GET /v1/kv/links%2F{code}`. The call failing fails the attempt; a document
+    /// that does not read fails only its lookup.
+    async fn link(&self, code: &Code) -> Result<Lookup, BackendError> {
+        let reply = self.get(&format!("v1/kv/{LINKS}{code}")).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(Ok(None)),
+            StatusCode::OK => Ok(document(&reply.body).map(Some)),
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    /// `codes`' links in one `POST /v1/kv:batchGet`; `None` when the backend does not serve it.
+    async fn read_at_once(&self, codes: &[Code]) -> Result<Option<Vec<Lookup>>, BackendError> {
+        #[derive(Serialize)]
+        struct ReadMany {
+            keys: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Reads<'a> {
+            #[serde(borrow)]
+            values: Vec<Read<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Read<'a> {
+            #[serde(borrow)]
+            key: Cow<'a, str>,
+            found: bool,
+            #[serde(borrow, default)]
+            value: Option<&'a RawValue>,
+        }
+        let keys = codes.iter().map(|code| format!("links/{code}")).collect();
+        let body = serde_json::to_vec(&ReadMany { keys }).expect("JSON");
+        let reply = self
+            .call(
+                Method::POST,
+                "v1/kv:batchGet",
+                Some(body),
+                HeaderMap::new(),
+                max_read_reply_bytes(codes.len()),
+            )
+            .await?;
+        if not_served(&reply) {
+            return Ok(None);
+        }
+        expect_status(&reply, &[StatusCode::OK])?;
+        let Reads { values } = parse(&reply)?;
+        if values.len() != codes.len() {
+            return Err(BackendError::Malformed(format!(
+                "{} answers to a batch read of {} keys",
+                values.len(),
+                codes.len()
+            )));
+        }
+        codes
+            .iter()
+            .zip(values)
+            .map(|(code, read)| {
+                if read.key.strip_prefix("links/") != Some(code.as_str()) {
+                    return Err(BackendError::Malformed(
+                        "a batch read answered its keys out of order".to_owned(),
+                    ));
+                }
+                Ok(match (read.found, read.value) {
+                    (false, _) => Ok(None),
+                    (true, Some(value)) if value.get().len() > MAX_DOCUMENT_BYTES => {
+                        Err(BackendError::TooLarge(MAX_DOCUMENT_BYTES))
+                    }
+                    (true, Some(value)) => document(value.get().as_bytes()).map(Some),
+                    (true, None) => Err(BackendError::Malformed(
+                        "a batch read found a key without its value".to_owned(),
+                    )),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// A click batch in one `POST /v1/counters`; `None` when the backend does not serve it.
     async fn add_clicks_at_once(
         &self,
@@ -285,16 +385,27 @@ impl Store for HttpStore {
         Box::pin(async move { Ok(self.ask_info().await?.0) })
     }
 
-    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
+    fn links<'a>(&'a self, codes: &'a [Code]) -> Attempt<'a, Vec<Lookup>> {
         Box::pin(async move {
-            let reply = self.get(&format!("v1/kv/{LINKS}{code}")).await?;
-            match reply.status {
-                StatusCode::NOT_FOUND => Ok(None),
-                _ => {
-                    expect_status(&reply, &[StatusCode::OK])?;
-                    parse(&reply).map(Some)
-                }
+            if let [code] = codes {
+                // A lone lookup is a plain GET: the cheapest call, and cacheable.
+                return self.link(code).await.map(|lookup| vec![lookup]);
             }
+            if self.offered().await?.batch_reads {
+                if let Some(found) = self.read_at_once(codes).await? {
+                    return Ok(found);
+                }
+                log::warn!(
+                    "the backend listed POST /v1/kv:batchGet but does not serve it; \
+                     reading each link on its own"
+                );
+                self.offered.withdraw(OfferedCell::BATCH_READS);
+            }
+            let reads: Vec<_> = codes.iter().map(|code| self.link(code)).collect();
+            futures_util::stream::iter(reads)
+                .buffered(READS_AT_ONCE)
+                .try_collect()
+                .await
         })
     }
 
@@ -347,9 +458,7 @@ impl Store for HttpStore {
                     "the backend listed POST /v1/counters but does not serve it; \
                      sending each counter of the batch on its own"
                 );
-                self.offered.set(Offered {
-                    counter_batches: false,
-                });
+                self.offered.withdraw(OfferedCell::COUNTER_BATCHES);
             }
             self.add_clicks_one_by_one(batch, key).await
         })
@@ -433,7 +542,13 @@ fn unexpected(reply: &Reply) -> BackendError {
     }
 }
 
-fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, BackendError> {
+/// A stored link document, or why it is not one.
+fn document(json: &[u8]) -> Result<LinkDocument, BackendError> {
+    serde_json::from_slice(json)
+        .map_err(|error| BackendError::Malformed(format!("an unreadable link document: {error}")))
+}
+
+fn parse<'a, T: Deserialize<'a>>(reply: &'a Reply) -> Result<T, BackendError> {
     serde_json::from_slice(&reply.body)
         .map_err(|error| BackendError::Malformed(format!("unreadable body: {error}")))
 }

@@ -6,12 +6,15 @@
 //! - [`BackendStatus`]: how the attached backend is doing, for `/api/status` and the page.
 //! - [`http`], [`redis`] and [`postgres`]: one adapter per kind; [`Backend::new`] is the one place that
 //!   picks between them.
+//! - [`coalescer`]: lookups coalesced into calls of many, above whichever adapter is attached.
 //! - [`Backend`] (here): the same resilience around any adapter, written once. Every call has
 //!   a total deadline (`UPSTREAM_TIMEOUT`, covering the retry too). Every call is safe to repeat
 //!   (reads, create-only writes whose repeat is recognised, increments with an idempotency
 //!   key), so one that failed before reaching the backend or lost its answer is tried once more
 //!   after a jittered pause. A [`Breaker`] fails fast while the backend is down and probes for
-//!   its return.
+//!   its return. Lookups of links go through a [`coalescer::Coalescer`]: those that arrive
+//!   while the backend is busy go together in the next call, which is one call for the
+//!   deadline, the retry and the breaker.
 //!
 //! Failures are [`BackendError`]s, the same for every kind, which the HTTP layer
 //! ([`crate::http_error`]) turns into 503 (unreachable, circuit open, busy, full; with
@@ -20,6 +23,7 @@
 
 pub mod attachment;
 mod breaker;
+pub mod coalescer;
 pub mod http;
 pub mod postgres;
 pub mod redis;
@@ -29,11 +33,12 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use serde::Deserialize;
 
 pub use attachment::{Attachment, Credentials};
 pub use breaker::{Breaker, Circuit, FIRST_COOLDOWN};
+use coalescer::{Coalescer, Fetch};
 pub use http::MAX_REPLY_BYTES;
 use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 pub use status::{BackendStatus, STATUS_WAIT};
@@ -203,9 +208,19 @@ pub enum Created {
     Taken,
 }
 
-/// The attached backing service behind deadlines, one retry and a circuit breaker; one per
-/// process.
+/// How many lookup calls may be in flight at once; lookups that arrive while they all are
+/// wait, and go together in the next free one.
+const LOOKUP_CALLS: usize = 4;
+
+/// The attached backing service behind deadlines, one retry and a circuit breaker, its lookups
+/// coalesced; one per process.
 pub struct Backend {
+    caller: Arc<Caller>,
+    lookups: Arc<Coalescer>,
+}
+
+/// The adapter behind the deadline, the retry and the breaker.
+struct Caller {
     store: Box<dyn Store>,
     attachment: Attachment,
     breaker: Arc<Breaker>,
@@ -237,8 +252,18 @@ impl Backend {
             ),
             &["outcome"],
         )?;
+        let lookups_per_call = Histogram::with_opts(
+            HistogramOpts::new(
+                "consumer_backend_lookups_per_call",
+                "Distinct codes looked up by each lookup call to the backend",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,
+            ]),
+        )?;
         registry.register(Box::new(circuit.clone()))?;
         registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(lookups_per_call.clone()))?;
         let breaker = Breaker::new(
             settings.circuit_failures,
             settings.circuit_cooldown,
@@ -251,31 +276,43 @@ impl Backend {
                 });
             },
         );
-        Ok(Backend {
+        let caller = Arc::new(Caller {
             store,
             attachment: settings.attachment.clone(),
             breaker,
             deadline: settings.timeout,
             calls,
-        })
+        });
+        let fetching = caller.clone();
+        let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
+            let caller = fetching.clone();
+            Box::pin(async move { caller.call("lookup", || caller.store.links(&codes)).await })
+        });
+        let lookups = Arc::new(Coalescer::new(fetch, LOOKUP_CALLS, move |codes| {
+            lookups_per_call.observe(codes as f64);
+        }));
+        Ok(Backend { caller, lookups })
     }
 
     pub fn attachment(&self) -> &Attachment {
-        &self.attachment
+        &self.caller.attachment
     }
 
     pub fn circuit(&self) -> Circuit {
-        self.breaker.circuit()
+        self.caller.breaker.circuit()
     }
 
     /// Who answers.
     pub async fn info(&self) -> Result<Info, BackendError> {
-        self.call("info", || self.store.info()).await
+        self.caller.call("info", || self.caller.store.info()).await
     }
 
-    /// The link stored under `code`, if any.
+    /// The link stored under `code`, if any, looked up together with whatever other lookups
+    /// are waiting, within the deadline (`UPSTREAM_TIMEOUT`) from now.
     pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, BackendError> {
-        self.call("link", || self.store.link(code)).await
+        self.lookups
+            .lookup(code.clone(), self.caller.deadline)
+            .await
     }
 
     /// Stores `document` under `code` unless the code is taken. A create retried after a lost
@@ -287,7 +324,8 @@ impl Backend {
         document: &LinkDocument,
     ) -> Result<Created, BackendError> {
         match self
-            .call("create", || self.store.create_link(code, document))
+            .caller
+            .call("create", || self.caller.store.create_link(code, document))
             .await?
         {
             Created::Yes => Ok(Created::Yes),
@@ -300,7 +338,9 @@ impl Backend {
 
     /// The clicks counted for `code`.
     pub async fn clicks(&self, code: &Code) -> Result<i64, BackendError> {
-        self.call("clicks", || self.store.clicks(code)).await
+        self.caller
+            .call("clicks", || self.caller.store.clicks(code))
+            .await
     }
 
     /// Adds each `(code, clicks)` of `batch` (at most [`store::MAX_BATCH_CODES`]), once per
@@ -310,12 +350,15 @@ impl Backend {
         batch: &[(String, u64)],
         idempotency_key: &str,
     ) -> Result<(), BackendError> {
-        self.call("add clicks", || {
-            self.store.add_clicks(batch, idempotency_key)
-        })
-        .await
+        self.caller
+            .call("add clicks", || {
+                self.caller.store.add_clicks(batch, idempotency_key)
+            })
+            .await
     }
+}
 
+impl Caller {
     /// One call through the breaker, within the deadline, tried at most twice.
     async fn call<'a, T>(
         &'a self,

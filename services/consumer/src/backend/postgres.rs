@@ -23,6 +23,7 @@
 //! the call counts as `Unreachable`, which the one retry then sends on a new connection. Wrong
 //! credentials are `Rejected` (502); neither the password nor a value is ever logged.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,9 +34,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::attachment::PostgresAttachment;
+use super::coalescer::Lookup;
 use super::store::{Attempt, Store};
 use super::{BackendError, BackendSettings, Created, Info};
-use crate::links::{Code, LinkDocument};
+use crate::links::{Code, LinkDocument, MAX_DOCUMENT_BYTES};
 
 /// The schema, one step a version: step `n` takes the schema from version `n` to `n + 1`. A
 /// new version is a new step at the end; a step never changes once released.
@@ -56,6 +58,9 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX portbound_batches_counted_at ON portbound_batches (counted_at);
 "];
+
+/// The most bytes a link's columns may hold together to be read: a link document's bound.
+const MAX_LINK_BYTES: i32 = MAX_DOCUMENT_BYTES as i32;
 
 /// The advisory lock that makes one consumer at a time create or upgrade the schema.
 const SCHEMA_LOCK: i64 = 0x0070_6f72_7462_6e64; // "portbnd" in ASCII
@@ -269,25 +274,49 @@ impl Store for PostgresStore {
         })
     }
 
-    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
+    fn links<'a>(&'a self, codes: &'a [Code]) -> Attempt<'a, Vec<Lookup>> {
         Box::pin(async move {
+            let asked: Vec<&str> = codes.iter().map(Code::as_str).collect();
             let lease = self.lease().await?;
             let client = lease.client();
-            let row = async {
+            let rows = async {
+                // The length is read from each value's header, so an oversized one is refused
+                // without being read (or sent) whole.
                 let statement = client
                     .prepare_cached(
-                        "SELECT url, created_at, creation_id FROM portbound_links WHERE code = $1",
+                        "SELECT code, fits, \
+                            CASE WHEN fits THEN url END, \
+                            CASE WHEN fits THEN created_at END, \
+                            CASE WHEN fits THEN creation_id END \
+                         FROM (SELECT code, url, created_at, creation_id, \
+                                 octet_length(url) + octet_length(created_at) \
+                                   + coalesce(octet_length(creation_id), 0) <= $2 AS fits \
+                               FROM portbound_links WHERE code = ANY($1)) AS found",
                     )
                     .await?;
-                client.query_opt(&statement, &[&code.as_str()]).await
+                client.query(&statement, &[&asked, &MAX_LINK_BYTES]).await
             }
             .await;
-            let row = lease.finished(row)?;
-            Ok(row.map(|row| LinkDocument {
-                url: row.get(0),
-                created_at: row.get(1),
-                creation_id: row.get(2),
-            }))
+            let mut found: HashMap<String, Lookup> = lease
+                .finished(rows)?
+                .into_iter()
+                .map(|row| {
+                    let lookup = if row.get::<_, bool>(1) {
+                        Ok(Some(LinkDocument {
+                            url: row.get(2),
+                            created_at: row.get(3),
+                            creation_id: row.get(4),
+                        }))
+                    } else {
+                        Err(BackendError::TooLarge(MAX_DOCUMENT_BYTES))
+                    };
+                    (row.get(0), lookup)
+                })
+                .collect();
+            Ok(codes
+                .iter()
+                .map(|code| found.remove(code.as_str()).unwrap_or(Ok(None)))
+                .collect())
         })
     }
 

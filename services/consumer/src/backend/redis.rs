@@ -3,7 +3,10 @@
 //!
 //! Keys, readable with `redis-cli`:
 //!
-//! - `portbound:links:{code}`: the link document, JSON, written only if absent (`SET … NX`);
+//! - `portbound:links:{code}`: the link document, JSON, written only if absent (`SET … NX`),
+//!   read by a Lua script that takes at most [`MAX_DOCUMENT_BYTES`] and one byte more of each
+//!   (`GETRANGE`), so that a huge value planted under a link's key is refused without being
+//!   read whole, and without holding the shared connection while it would be sent;
 //! - `portbound:clicks:{code}`: the click count (`INCRBY`);
 //! - `portbound:batches:{idempotency key}`: a click batch already counted, kept 24 hours. A
 //!   Lua script checks it and adds to every code of the batch in one atomic step, so a batch
@@ -21,12 +24,13 @@
 use std::sync::RwLock;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::attachment::RedisAttachment;
+use super::coalescer::Lookup;
 use super::store::{Attempt, Store};
 use super::{BackendError, BackendSettings, Created, Info};
-use crate::links::{Code, LinkDocument};
+use crate::links::{Code, LinkDocument, MAX_DOCUMENT_BYTES};
 
 /// How long a counted batch's key is kept: as long as the backend keeps an `Idempotency-Key`.
 const BATCH_KEY_SECONDS: u64 = 24 * 60 * 60;
@@ -45,6 +49,25 @@ end
 return 1
 ";
 
+/// Reads the links at `KEYS`, each at most `ARGV[1]` bytes and one more: for each key its
+/// value, or `false` where there is none, or the integer -1 where the key holds something
+/// that is not a string. A value of `ARGV[1]` bytes and one more is too large for a link
+/// document, and is refused as such.
+const READ_BOUNDED: &str = r"
+local found = {}
+for i = 1, #KEYS do
+  local value = redis.pcall('GETRANGE', KEYS[i], 0, ARGV[1])
+  if type(value) == 'table' then
+    found[i] = -1
+  elseif value == '' and redis.call('EXISTS', KEYS[i]) == 0 then
+    found[i] = false
+  else
+    found[i] = value
+  end
+end
+return found
+";
+
 /// A Redis server holding links and clicks.
 pub struct RedisStore {
     client: redis::Client,
@@ -55,6 +78,7 @@ pub struct RedisStore {
     making: tokio::sync::Mutex<u64>,
     address: String,
     add_once: Script,
+    read_bounded: Script,
 }
 
 /// A command under way on a connection; dropped before [`Unfinished::finished`] (its deadline
@@ -109,6 +133,7 @@ impl RedisStore {
             making: tokio::sync::Mutex::new(0),
             address: attachment.address(),
             add_once: Script::new(ADD_ONCE),
+            read_bounded: Script::new(READ_BOUNDED),
         }
     }
 
@@ -174,18 +199,24 @@ impl Store for RedisStore {
         })
     }
 
-    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>> {
+    fn links<'a>(&'a self, codes: &'a [Code]) -> Attempt<'a, Vec<Lookup>> {
         Box::pin(async move {
+            let mut invocation = self.read_bounded.prepare_invoke();
+            invocation.arg(MAX_DOCUMENT_BYTES);
+            for code in codes {
+                invocation.key(link_key(code));
+            }
             let (mut connection, unfinished) = self.connection().await?;
-            let stored: Option<String> =
-                unfinished.finished(connection.get(link_key(code)).await)?;
-            stored
-                .map(|json| {
-                    serde_json::from_str(&json).map_err(|error| {
-                        BackendError::Malformed(format!("an unreadable link document: {error}"))
-                    })
-                })
-                .transpose()
+            let found: Vec<Value> =
+                unfinished.finished(invocation.invoke_async(&mut connection).await)?;
+            if found.len() != codes.len() {
+                return Err(BackendError::Malformed(format!(
+                    "{} answers to a read of {} keys",
+                    found.len(),
+                    codes.len()
+                )));
+            }
+            Ok(found.into_iter().map(stored_link).collect())
         })
     }
 
@@ -235,6 +266,31 @@ impl Store for RedisStore {
             Ok(())
         })
     }
+}
+
+/// One value [`READ_BOUNDED`] read: a link document, none, or why it is not one.
+fn stored_link(value: Value) -> Lookup {
+    let json = match value {
+        Value::Nil => return Ok(None),
+        Value::BulkString(bytes) => bytes,
+        Value::Int(_) => {
+            return Err(BackendError::Malformed(
+                "a link's key holds something other than a string".to_owned(),
+            ));
+        }
+        // Not quoted: what a key holds is never logged.
+        _ => {
+            return Err(BackendError::Malformed(
+                "redis answered an unexpected kind of reply for a link".to_owned(),
+            ));
+        }
+    };
+    if json.len() > MAX_DOCUMENT_BYTES {
+        return Err(BackendError::TooLarge(MAX_DOCUMENT_BYTES));
+    }
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|error| BackendError::Malformed(format!("an unreadable link document: {error}")))
 }
 
 /// What a Redis error means to the consumer. Only the error's kind and code are kept: a

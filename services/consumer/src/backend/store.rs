@@ -9,6 +9,7 @@
 
 use futures_util::future::BoxFuture;
 
+use super::coalescer::Lookup;
 use super::{BackendError, Created, Info};
 use crate::links::{Code, LinkDocument};
 
@@ -23,8 +24,12 @@ pub trait Store: Send + Sync {
     /// Who answers: the instance as it names itself. Costs the same at any size of the data.
     fn info(&self) -> Attempt<'_, Info>;
 
-    /// The link stored under `code`, if any.
-    fn link<'a>(&'a self, code: &'a Code) -> Attempt<'a, Option<LinkDocument>>;
+    /// The links stored under `codes` (distinct, at most
+    /// [`super::coalescer::MAX_LOOKUPS_PER_CALL`]), each answered in their order: its link,
+    /// none, or why that one value could not be used (unreadable, or larger than any link
+    /// document, which is refused without being read whole). The whole attempt fails only when
+    /// the call itself does.
+    fn links<'a>(&'a self, codes: &'a [Code]) -> Attempt<'a, Vec<Lookup>>;
 
     /// Stores `document` under `code` only if nothing is stored there: `Taken` otherwise, even
     /// when what is there is this very document (a retried create); the caller tells those

@@ -78,3 +78,76 @@ async fn click_batches_listed_but_not_served_fall_back_at_once_and_are_not_tried
     assert_eq!(batch_calls(&seen), 1, "tried once, not again: {seen:?}");
     assert_eq!(one_counter_calls(&seen), 4, "{seen:?}");
 }
+
+/// Looks up `n` codes at once through `backend`: code `k{i}` is stored for even `i` only.
+async fn look_up_many(upstream: &inprocess::Upstream, backend: &Backend, n: usize) {
+    for i in (0..n).step_by(2) {
+        let link = serde_json::json!({
+            "url": format!("https://example.com/{i}"), "created_at": "2026-12-02T00:00:00Z"
+        });
+        upstream.put_json(&format!("links/k{i}"), &link).await;
+    }
+    let codes: Vec<Code> = (0..n)
+        .map(|i| Code::parse(&format!("k{i}")).unwrap())
+        .collect();
+    let found = futures_util::future::join_all(codes.iter().map(|code| backend.link(code))).await;
+    for (i, lookup) in found.into_iter().enumerate() {
+        let expected = (i % 2 == 0).then(|| format!("https://example.com/{i}"));
+        assert_eq!(lookup.unwrap().map(|link| link.url), expected, "k{i}");
+    }
+}
+
+fn batch_reads(seen: &[String]) -> usize {
+    seen.iter()
+        .filter(|line| *line == "POST /v1/kv:batchGet")
+        .count()
+}
+
+#[tokio::test]
+async fn without_batch_reads_coalesced_lookups_are_read_one_by_one() {
+    let upstream = inprocess::upstream().await;
+    let front = core_only(&upstream.url, Lists::Nothing).await;
+    let settings = consumer::Settings::local(0, &front.url).unwrap();
+    let backend = Backend::new(&settings.backend, &prometheus::Registry::new()).unwrap();
+
+    look_up_many(&upstream, &backend, 50).await;
+    let seen = front.seen();
+    assert_eq!(batch_reads(&seen), 0, "{seen:?}");
+    let reads = seen
+        .iter()
+        .filter(|line| line.starts_with("GET /v1/kv/links%2F"))
+        .count();
+    assert_eq!(reads, 50, "{seen:?}");
+}
+
+#[tokio::test]
+async fn batch_reads_listed_but_not_served_fall_back_at_once() {
+    let upstream = inprocess::upstream().await;
+    let front = core_only(&upstream.url, Lists::WhatItDoesNotServe).await;
+    let settings = consumer::Settings::local(0, &front.url).unwrap();
+    let backend = Backend::new(&settings.backend, &prometheus::Registry::new()).unwrap();
+
+    look_up_many(&upstream, &backend, 50).await;
+    look_up_many(&upstream, &backend, 50).await;
+    let seen = front.seen();
+    assert_eq!(batch_reads(&seen), 1, "tried once, not again: {seen:?}");
+}
+
+#[tokio::test]
+async fn with_batch_reads_lookups_that_wait_go_in_one_call() {
+    let upstream = inprocess::upstream().await;
+    let settings = consumer::Settings::local(0, &upstream.attach_url()).unwrap();
+    let registry = prometheus::Registry::new();
+    let backend = Backend::new(&settings.backend, &registry).unwrap();
+
+    look_up_many(&upstream, &backend, 50).await;
+    let calls = registry
+        .gather()
+        .into_iter()
+        .find(|family| family.name() == "consumer_backend_lookups_per_call")
+        .unwrap();
+    let histogram = calls.get_metric()[0].get_histogram();
+    // The first lookups each start a call at once; the rest wait, and go together.
+    assert!(histogram.get_sample_count() < 50, "{histogram:?}");
+    assert_eq!(histogram.get_sample_sum(), 50.0, "{histogram:?}");
+}

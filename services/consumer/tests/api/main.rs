@@ -9,4 +9,5 @@ mod hostile;
 mod links;
 mod on_redis;
 mod page;
+mod planted;
 mod resilience;

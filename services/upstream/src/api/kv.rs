@@ -302,7 +302,13 @@ impl utoipa::PartialSchema for Read {
                     .schema_type(Type::Boolean)
                     .enum_values(Some([true])),
             )
-            .property("version", utoipa::openapi::Ref::from_schema_name("Version"))
+            .property(
+                "version",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+$"))
+                    .description(Some("The value's version: its `ETag` without the quotes")),
+            )
             .property(
                 "value",
                 ObjectBuilder::new()

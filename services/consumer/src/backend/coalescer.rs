@@ -1,0 +1,429 @@
+//! Coalesced lookups: natural batching (also called smart batching), the pattern behind
+//! GraphQL's DataLoader and Redis pipelining. While lookups are on their way to the backend,
+//! the ones that arrive behind them wait, and the next free call carries them all together. No
+//! timer is involved: a lone lookup goes at once, and under load one call carries many, so the
+//! cost of a call (its request, the kernel's socket work, the backend's own overhead) is
+//! shared among them.
+//!
+//! The rules:
+//!
+//! - At most [`Coalescer::new`]'s `calls` lookup calls are in flight. A lookup that arrives
+//!   while they all are waits in the queue; each call, when it ends, takes the next up to
+//!   [`MAX_LOOKUPS_PER_CALL`] waiting lookups into a new call.
+//! - A code asked for by several waiters in one call is looked up once.
+//! - Every waiter keeps its own deadline, counted from its arrival: one whose deadline passes
+//!   gets [`BackendError::Timeout`] while the call goes on for the others.
+//! - A waiter that goes away (its client disconnected) costs nothing: a code no live waiter
+//!   still wants is left out of the call.
+//! - A call runs in a task of its own, so that no waiter's going away cancels it for the
+//!   others; what it runs ([`Fetch`]) is the backend's whole call, with its deadline, its one
+//!   retry and its one verdict for the circuit breaker: a failed call is one failure, however
+//!   many waiters it carried.
+//! - A call carries the request id (`X-Request-Id`) of the first lookup it serves, so that a
+//!   lone lookup is followed into the backend's log as before; the consumer logs a call's
+//!   failure under that id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use shared::request_id::{self, RequestId};
+use tokio::sync::oneshot;
+
+use super::BackendError;
+use crate::links::{Code, LinkDocument};
+
+/// The most lookups one call carries: the v1 contract's bound on a batch read.
+pub const MAX_LOOKUPS_PER_CALL: usize = 1000;
+
+/// One code's answer: its link, none, or why it could not be read (a failed call, or this
+/// value alone unreadable or too large).
+pub type Lookup = Result<Option<LinkDocument>, BackendError>;
+
+/// The backend call that looks up distinct codes, answering each in their order.
+pub type Fetch =
+    Arc<dyn Fn(Vec<Code>) -> BoxFuture<'static, Result<Vec<Lookup>, BackendError>> + Send + Sync>;
+
+/// A lookup waiting for a call.
+struct Waiter {
+    code: Code,
+    request_id: Option<RequestId>,
+    answer: oneshot::Sender<Lookup>,
+}
+
+struct Queue {
+    waiting: Vec<Waiter>,
+    in_flight: usize,
+}
+
+/// Lookups coalesced into calls of [`Fetch`]; one per backend.
+pub struct Coalescer {
+    fetch: Fetch,
+    calls: usize,
+    queue: Mutex<Queue>,
+    /// Told the number of distinct codes of each call.
+    observe: Box<dyn Fn(usize) + Send + Sync>,
+}
+
+impl Coalescer {
+    /// At most `calls` calls of `fetch` in flight; `observe` is told how many codes each call
+    /// carries.
+    pub fn new(
+        fetch: Fetch,
+        calls: usize,
+        observe: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Self {
+        assert!(calls > 0, "at least one call must be allowed");
+        Coalescer {
+            fetch,
+            calls,
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                in_flight: 0,
+            }),
+            observe: Box::new(observe),
+        }
+    }
+
+    /// The link stored under `code`, looked up together with whatever else is waiting; at
+    /// most `deadline` from now.
+    pub async fn lookup(self: &Arc<Self>, code: Code, deadline: Duration) -> Lookup {
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().expect("the queue lock");
+            queue.waiting.push(Waiter {
+                code,
+                request_id: request_id::current(),
+                answer,
+            });
+            if queue.in_flight < self.calls {
+                queue.in_flight += 1;
+                Some(take(&mut queue.waiting))
+            } else {
+                None
+            }
+        };
+        if let Some(waiters) = start {
+            tokio::spawn(self.clone().run(waiters));
+        }
+        match tokio::time::timeout(deadline, answered).await {
+            Ok(Ok(lookup)) => lookup,
+            Ok(Err(_)) => Err(BackendError::Failed(
+                "the lookup's call ended without an answer".to_owned(),
+            )),
+            Err(_) => Err(BackendError::Timeout(deadline)),
+        }
+    }
+
+    /// One slot of the calls in flight: calls `waiters`, then whatever waits meanwhile, until
+    /// nothing does.
+    async fn run(self: Arc<Self>, mut waiters: Vec<Waiter>) {
+        loop {
+            self.call(waiters).await;
+            let mut queue = self.queue.lock().expect("the queue lock");
+            if queue.waiting.is_empty() {
+                queue.in_flight -= 1;
+                return;
+            }
+            waiters = take(&mut queue.waiting);
+        }
+    }
+
+    /// One call for the distinct codes live waiters want; each waiter gets its code's answer.
+    async fn call(&self, waiters: Vec<Waiter>) {
+        let waiters: Vec<Waiter> = waiters
+            .into_iter()
+            .filter(|waiter| !waiter.answer.is_closed())
+            .collect();
+        let mut codes: Vec<Code> = Vec::with_capacity(waiters.len());
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(waiters.len());
+        for waiter in &waiters {
+            if !index.contains_key(waiter.code.as_str()) {
+                index.insert(waiter.code.as_str(), codes.len());
+                codes.push(waiter.code.clone());
+            }
+        }
+        if codes.is_empty() {
+            return;
+        }
+        (self.observe)(codes.len());
+        let fetch = (self.fetch)(codes);
+        let answers = match waiters[0].request_id.clone() {
+            Some(id) => request_id::scope(id, fetch).await,
+            None => fetch.await,
+        };
+        let slots: Vec<usize> = waiters
+            .iter()
+            .map(|waiter| index[waiter.code.as_str()])
+            .collect();
+        for (waiter, slot) in waiters.into_iter().zip(slots) {
+            let lookup = match &answers {
+                Ok(answers) => answers.get(slot).cloned().unwrap_or_else(|| {
+                    Err(BackendError::Malformed(
+                        "fewer answers than codes asked".to_owned(),
+                    ))
+                }),
+                Err(error) => Err(error.clone()),
+            };
+            // A waiter gone meanwhile is simply not told.
+            let _ = waiter.answer.send(lookup);
+        }
+    }
+}
+
+/// The first [`MAX_LOOKUPS_PER_CALL`] of `waiting`, in their order of arrival.
+fn take(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+    let rest = waiting.split_off(waiting.len().min(MAX_LOOKUPS_PER_CALL));
+    std::mem::replace(waiting, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// A backend whose every call waits for a permit of `gate` (none: answers at once),
+    /// records the codes it was asked for, and answers each with a link to
+    /// `https://example.com/{code}`, or fails every call with `fail`.
+    struct Fake {
+        asked: Mutex<Vec<Vec<String>>>,
+        gate: Option<Arc<Semaphore>>,
+        fail: Option<BackendError>,
+        started: AtomicUsize,
+    }
+
+    fn fake(gate: Option<Arc<Semaphore>>, fail: Option<BackendError>) -> Arc<Fake> {
+        Arc::new(Fake {
+            asked: Mutex::default(),
+            gate,
+            fail,
+            started: AtomicUsize::new(0),
+        })
+    }
+
+    fn coalescer(fake: &Arc<Fake>, calls: usize) -> Arc<Coalescer> {
+        let backend = fake.clone();
+        let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
+            let backend = backend.clone();
+            Box::pin(async move {
+                backend.started.fetch_add(1, Ordering::SeqCst);
+                if let Some(gate) = &backend.gate {
+                    gate.acquire().await.unwrap().forget();
+                }
+                let names = codes.iter().map(|code| code.as_str().to_owned()).collect();
+                backend.asked.lock().unwrap().push(names);
+                if let Some(error) = &backend.fail {
+                    return Err(error.clone());
+                }
+                Ok(codes
+                    .iter()
+                    .map(|code| Ok(Some(document(code.as_str()))))
+                    .collect())
+            })
+        });
+        Arc::new(Coalescer::new(fetch, calls, |_| {}))
+    }
+
+    fn document(code: &str) -> LinkDocument {
+        LinkDocument {
+            url: format!("https://example.com/{code}"),
+            created_at: "2026-12-02T00:00:00Z".to_owned(),
+            creation_id: None,
+        }
+    }
+
+    fn code(text: &str) -> Code {
+        Code::parse(text).unwrap()
+    }
+
+    fn url(lookup: &Lookup) -> String {
+        lookup.as_ref().unwrap().as_ref().unwrap().url.clone()
+    }
+
+    fn spawn_lookup(
+        coalescer: &Arc<Coalescer>,
+        text: &str,
+        deadline: Duration,
+    ) -> tokio::task::JoinHandle<Lookup> {
+        let (coalescer, code) = (coalescer.clone(), code(text));
+        tokio::spawn(async move { coalescer.lookup(code, deadline).await })
+    }
+
+    /// Polls `condition` until it holds, for at most 5 s.
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn queued(coalescer: &Coalescer) -> usize {
+        coalescer.queue.lock().unwrap().waiting.len()
+    }
+
+    #[tokio::test]
+    async fn a_lone_lookup_is_called_at_once_alone() {
+        let backend = fake(None, None);
+        let coalescer = coalescer(&backend, 4);
+        let lookup = coalescer.lookup(code("a"), LONG).await;
+        assert_eq!(url(&lookup), "https://example.com/a");
+        assert_eq!(*backend.asked.lock().unwrap(), vec![vec!["a".to_owned()]]);
+    }
+
+    #[tokio::test]
+    async fn lookups_that_arrive_during_a_call_go_together_in_the_next_each_code_once() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(Some(gate.clone()), None);
+        let coalescer = coalescer(&backend, 1);
+        let first = spawn_lookup(&coalescer, "a", LONG);
+        until("the first call starts", || {
+            backend.started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let behind: Vec<_> = ["b", "c", "b", "a"]
+            .iter()
+            .map(|text| spawn_lookup(&coalescer, text, LONG))
+            .collect();
+        until("four lookups wait", || queued(&coalescer) == 4).await;
+        gate.add_permits(2);
+
+        assert_eq!(url(&first.await.unwrap()), "https://example.com/a");
+        let mut answers = Vec::new();
+        for task in behind {
+            answers.push(url(&task.await.unwrap()));
+        }
+        assert_eq!(
+            answers,
+            ["b", "c", "b", "a"].map(|code| format!("https://example.com/{code}"))
+        );
+        assert_eq!(
+            *backend.asked.lock().unwrap(),
+            vec![vec!["a"], vec!["b", "c", "a"]]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_more_calls_than_allowed_are_in_flight() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(Some(gate.clone()), None);
+        let coalescer = coalescer(&backend, 2);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| spawn_lookup(&coalescer, &format!("c{i}"), LONG))
+            .collect();
+        until("four lookups wait", || queued(&coalescer) == 4).await;
+        assert_eq!(backend.started.load(Ordering::SeqCst), 2);
+        gate.add_permits(4);
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        // The two calls in flight, then the first to be free took all four waiting.
+        let mut sizes: Vec<usize> = backend.asked.lock().unwrap().iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [1, 1, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_whose_deadline_passes_times_out_while_the_call_goes_on_for_the_others() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(Some(gate.clone()), None);
+        let coalescer = coalescer(&backend, 1);
+        let patient = spawn_lookup(&coalescer, "a", LONG);
+        let hasty = spawn_lookup(&coalescer, "a", Duration::from_millis(50));
+        until("both wait on the call", || {
+            backend.started.load(Ordering::SeqCst) == 1 && queued(&coalescer) == 1
+        })
+        .await;
+        let hasty = hasty.await.unwrap();
+        assert!(matches!(hasty, Err(BackendError::Timeout(_))), "{hasty:?}");
+        gate.add_permits(1);
+        assert_eq!(url(&patient.await.unwrap()), "https://example.com/a");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_goes_away_is_left_out_of_the_call() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(Some(gate.clone()), None);
+        let coalescer = coalescer(&backend, 1);
+        let first = spawn_lookup(&coalescer, "a", LONG);
+        until("the first call starts", || {
+            backend.started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let gone = spawn_lookup(&coalescer, "gone", LONG);
+        let kept = spawn_lookup(&coalescer, "kept", LONG);
+        until("two lookups wait", || queued(&coalescer) == 2).await;
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        gate.add_permits(2);
+        first.await.unwrap().unwrap();
+        assert_eq!(url(&kept.await.unwrap()), "https://example.com/kept");
+        assert_eq!(
+            *backend.asked.lock().unwrap(),
+            vec![vec!["a"], vec!["kept"]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_each_of_its_waiters_once() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(
+            Some(gate.clone()),
+            Some(BackendError::Unreachable("refused".to_owned())),
+        );
+        let coalescer = coalescer(&backend, 1);
+        let first = spawn_lookup(&coalescer, "a", LONG);
+        until("the first call starts", || {
+            backend.started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let behind: Vec<_> = ["b", "c"]
+            .iter()
+            .map(|text| spawn_lookup(&coalescer, text, LONG))
+            .collect();
+        until("two lookups wait", || queued(&coalescer) == 2).await;
+        gate.add_permits(2);
+        for task in std::iter::once(first).chain(behind) {
+            let lookup = task.await.unwrap();
+            assert!(
+                matches!(lookup, Err(BackendError::Unreachable(_))),
+                "{lookup:?}"
+            );
+        }
+        // Two calls, so two verdicts for the breaker (which Fetch gives), not three.
+        assert_eq!(backend.started.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn each_call_is_observed_with_its_number_of_codes() {
+        let gate = Arc::new(Semaphore::new(0));
+        let backend = fake(Some(gate.clone()), None);
+        let observed = Arc::new(Mutex::new(Vec::new()));
+        let fetch = coalescer(&backend, 1).fetch.clone();
+        let seen = observed.clone();
+        let coalescer = Arc::new(Coalescer::new(fetch, 1, move |codes| {
+            seen.lock().unwrap().push(codes)
+        }));
+        let first = spawn_lookup(&coalescer, "a", LONG);
+        until("the first call starts", || {
+            backend.started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let behind: Vec<_> = ["b", "b", "c"]
+            .iter()
+            .map(|text| spawn_lookup(&coalescer, text, LONG))
+            .collect();
+        until("three lookups wait", || queued(&coalescer) == 3).await;
+        gate.add_permits(2);
+        for task in std::iter::once(first).chain(behind) {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*observed.lock().unwrap(), vec![1, 2]);
+    }
+}

@@ -1,0 +1,102 @@
+//! A huge value planted under a link's key, on Redis and on PostgreSQL: the consumer refuses it
+//! as too large without reading it whole, and the links looked up beside it are unharmed.
+
+use consumer::backend::{Backend, BackendError};
+use consumer::links::{Code, LinkDocument, MAX_DOCUMENT_BYTES};
+use redis::AsyncCommands;
+use testkit::postgres::PostgresServer;
+use testkit::redis::RedisServer;
+
+/// What is planted: 8 MiB, far past any link document.
+const PLANTED_BYTES: usize = 8 << 20;
+
+fn backend(url: &str) -> Backend {
+    let settings = consumer::Settings::local(0, url).unwrap();
+    Backend::new(&settings.backend, &prometheus::Registry::new()).unwrap()
+}
+
+/// Looks `huge` and `fine` up together, and checks what each got.
+async fn look_up_beside_each_other(backend: &Backend) {
+    let (huge, fine) = (Code::parse("huge").unwrap(), Code::parse("fine").unwrap());
+    let (planted, kept) = tokio::join!(backend.link(&huge), backend.link(&fine));
+    assert!(
+        matches!(planted, Err(BackendError::TooLarge(limit)) if limit == MAX_DOCUMENT_BYTES),
+        "{planted:?}"
+    );
+    assert_eq!(kept.unwrap().unwrap().url, "https://example.com/fine");
+}
+
+fn fine() -> LinkDocument {
+    LinkDocument {
+        url: "https://example.com/fine".to_owned(),
+        created_at: "2026-12-02T00:00:00Z".to_owned(),
+        creation_id: None,
+    }
+}
+
+#[tokio::test]
+async fn on_redis_a_planted_huge_value_is_refused_without_being_sent_whole() {
+    let test = "on_redis_a_planted_huge_value_is_refused_without_being_sent_whole";
+    let Some(redis) = RedisServer::start(test, None).await else {
+        return;
+    };
+    let mut connection = redis.connection().await;
+    let huge = format!(
+        r#"{{"url":"https://example.com/{}"}}"#,
+        "a".repeat(PLANTED_BYTES)
+    );
+    let _: () = connection.set("portbound:links:huge", huge).await.unwrap();
+    let fine = serde_json::to_string(&fine()).unwrap();
+    let _: () = connection.set("portbound:links:fine", fine).await.unwrap();
+    let sent = || {
+        let mut connection = connection.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("stats")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
+                .unwrap()
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+        }
+    };
+    let before = sent().await;
+
+    look_up_beside_each_other(&backend(&redis.attach_url())).await;
+    let sent = sent().await - before;
+    assert!(
+        sent < 4 * MAX_DOCUMENT_BYTES,
+        "Redis sent {sent} bytes for two lookups"
+    );
+}
+
+#[tokio::test]
+async fn on_postgres_a_planted_huge_value_is_refused_and_its_neighbour_served() {
+    let test = "on_postgres_a_planted_huge_value_is_refused_and_its_neighbour_served";
+    let Some(postgres) = PostgresServer::start(test, "planted-secret").await else {
+        return;
+    };
+    let backend = backend(&postgres.attach_url());
+    // The first call creates the tables the values are planted in.
+    let none = backend.link(&Code::parse("none").unwrap()).await;
+    assert_eq!(none.unwrap(), None);
+    let client = postgres.client().await;
+    let fine = fine();
+    client
+        .execute(
+            "INSERT INTO portbound_links (code, url, created_at) VALUES ('huge', $1, 'now'), ('fine', $2, $3)",
+            &[
+                &format!("https://example.com/{}", "a".repeat(PLANTED_BYTES)),
+                &fine.url,
+                &fine.created_at,
+            ],
+        )
+        .await
+        .unwrap();
+
+    look_up_beside_each_other(&backend).await;
+}
