@@ -1497,7 +1497,7 @@ async fn concurrent_redirects_go_to_the_backend_together_each_answered_rightly(k
     let metrics = get_text(&client, format!("{}/metrics", consumer.url)).await;
     let calls = testkit::metric(&metrics, "consumer_backend_lookups_per_call_count").unwrap();
     let lookups = testkit::metric(&metrics, "consumer_backend_lookups_per_call_sum").unwrap();
-    eprintln!("{case}::{kind}: 400 redirects, {lookups} codes looked up in {calls} calls");
+    eprintln!("{case}::{kind}: 400 redirects, {lookups} lookups answered by {calls} calls");
     assert!(calls < lookups, "{calls} calls for {lookups} lookups");
     if matches!(kind, Kind::Http) {
         let reads = proxy.requests();

@@ -62,13 +62,13 @@ pub struct Coalescer {
     fetch: Fetch,
     calls: usize,
     queue: Mutex<Queue>,
-    /// Told the number of distinct codes of each call.
+    /// Told how many lookups each call answers.
     observe: Box<dyn Fn(usize) + Send + Sync>,
 }
 
 impl Coalescer {
-    /// At most `calls` calls of `fetch` in flight; `observe` is told how many codes each call
-    /// carries.
+    /// At most `calls` calls of `fetch` in flight; `observe` is told how many lookups each call
+    /// answers (a code asked by several waiters counts for each).
     pub fn new(
         fetch: Fetch,
         calls: usize,
@@ -147,7 +147,7 @@ impl Coalescer {
         if codes.is_empty() {
             return;
         }
-        (self.observe)(codes.len());
+        (self.observe)(waiters.len());
         let fetch = (self.fetch)(codes);
         let answers = match waiters[0].request_id.clone() {
             Some(id) => request_id::scope(id, fetch).await,
@@ -401,7 +401,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_call_is_observed_with_its_number_of_codes() {
+    async fn each_call_is_observed_with_the_lookups_it_answers() {
         let gate = Arc::new(Semaphore::new(0));
         let backend = fake(Some(gate.clone()), None);
         let observed = Arc::new(Mutex::new(Vec::new()));
@@ -424,6 +424,6 @@ mod tests {
         for task in std::iter::once(first).chain(behind) {
             task.await.unwrap().unwrap();
         }
-        assert_eq!(*observed.lock().unwrap(), vec![1, 2]);
+        assert_eq!(*observed.lock().unwrap(), vec![1, 3]);
     }
 }

@@ -255,7 +255,7 @@ impl Backend {
         let lookups_per_call = Histogram::with_opts(
             HistogramOpts::new(
                 "consumer_backend_lookups_per_call",
-                "Distinct codes looked up by each lookup call to the backend",
+                "Lookups answered by each lookup call to the backend",
             )
             .buckets(vec![
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,

@@ -59,6 +59,31 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX portbound_batches_counted_at ON portbound_batches (counted_at);
 "];
 
+/// The links whose code meets `$condition`, each with whether it fits in `$2` bytes and, only
+/// if it does, its columns. The length is read from each value's header, so an oversized one is
+/// refused without being read (or sent) whole.
+macro_rules! bounded_links {
+    ($condition:literal) => {
+        concat!(
+            "SELECT code, fits, CASE WHEN fits THEN url END, ",
+            "CASE WHEN fits THEN created_at END, CASE WHEN fits THEN creation_id END ",
+            "FROM (SELECT code, url, created_at, creation_id, ",
+            "octet_length(url) + octet_length(created_at) ",
+            "+ coalesce(octet_length(creation_id), 0) <= $2 AS fits ",
+            "FROM portbound_links WHERE ",
+            $condition,
+            ") AS found"
+        )
+    };
+}
+
+/// One link. A statement of its own: the plan PostgreSQL keeps for `= ANY($1)` may scan a
+/// small table whole, where one code is always one probe of the primary key.
+const ONE_LINK: &str = bounded_links!("code = $1");
+
+/// Several links at once.
+const LINKS: &str = bounded_links!("code = ANY($1)");
+
 /// The most bytes a link's columns may hold together to be read: a link document's bound.
 const MAX_LINK_BYTES: i32 = MAX_DOCUMENT_BYTES as i32;
 
@@ -280,21 +305,13 @@ impl Store for PostgresStore {
             let lease = self.lease().await?;
             let client = lease.client();
             let rows = async {
-                // The length is read from each value's header, so an oversized one is refused
-                // without being read (or sent) whole.
-                let statement = client
-                    .prepare_cached(
-                        "SELECT code, fits, \
-                            CASE WHEN fits THEN url END, \
-                            CASE WHEN fits THEN created_at END, \
-                            CASE WHEN fits THEN creation_id END \
-                         FROM (SELECT code, url, created_at, creation_id, \
-                                 octet_length(url) + octet_length(created_at) \
-                                   + coalesce(octet_length(creation_id), 0) <= $2 AS fits \
-                               FROM portbound_links WHERE code = ANY($1)) AS found",
-                    )
-                    .await?;
-                client.query(&statement, &[&asked, &MAX_LINK_BYTES]).await
+                if let [code] = asked[..] {
+                    let statement = client.prepare_cached(ONE_LINK).await?;
+                    client.query(&statement, &[&code, &MAX_LINK_BYTES]).await
+                } else {
+                    let statement = client.prepare_cached(LINKS).await?;
+                    client.query(&statement, &[&asked, &MAX_LINK_BYTES]).await
+                }
             }
             .await;
             let mut found: HashMap<String, Lookup> = lease
