@@ -307,6 +307,37 @@ def measure(stack, targets_, name, connections, seconds, script):
     return run
 
 
+def lookups_per_call(stack):
+    """Each consumer's `consumer_backend_lookups_per_call` histogram now: {le: count} by server
+    (the baseline's consumer, older than the histogram, has none)."""
+    found = {}
+    for name in ("consumer", "consumer-redis", "consumer-postgres", "baseline"):
+        if name not in stack.ports:
+            continue
+        _, _, body = request(f"http://127.0.0.1:{stack.ports[name]}/metrics")
+        buckets = {}
+        for line in body.decode().splitlines():
+            if line.startswith("consumer_backend_lookups_per_call_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets[le] = int(float(line.rsplit(" ", 1)[1]))
+        if buckets:
+            found[name] = buckets
+    return found
+
+
+def histogram_between(before, after):
+    """The calls of each bucket between two readings, no longer cumulative: {le: calls}."""
+    result = {}
+    for name, buckets in after.items():
+        previous, counts = 0, {}
+        for le, total in buckets.items():
+            calls = total - before.get(name, {}).get(le, 0)
+            counts[le] = calls - previous
+            previous = calls
+        result[name] = counts
+    return result
+
+
 def rotate(names, r):
     return names[r % len(names):] + names[:r % len(names)]
 
@@ -331,6 +362,7 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
         for name in names:
             wrk(targets_[name]["url"], targets_[name]["status"], 32, 1, pinned, script)  # warm-up
         runs, c1_runs = [], []
+        histogram_before = lookups_per_call(stack)
         for r in range(rounds):
             for name in rotate(names, r):
                 run = measure(stack, targets_, name, 32, seconds, script)
@@ -338,6 +370,10 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
                 runs.append(run)
                 say(f"  round {r + 1} {name}: {run['rps']:>9.0f} req/s  p50 {run['p50_us']:>7.0f} us"
                     f"  p99 {run['p99_us']:>7.0f} us  cpu us/req {run['cpu_us_per_request']}")
+        batching = histogram_between(histogram_before, lookups_per_call(stack))
+        for name, counts in batching.items():
+            say(f"  lookups per call of {name} over the -c32 rounds (bucket le: calls): "
+                + ", ".join(f"{le}: {n}" for le, n in counts.items() if n))
         for r in range(c1_rounds):
             for name in rotate(names, r):
                 run = measure(stack, targets_, name, 1, seconds, script)
@@ -347,7 +383,8 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"placement": label, "runs": runs, "c1_runs": c1_runs, "summary": summarize(runs, c1_runs)}
+    return {"placement": label, "runs": runs, "c1_runs": c1_runs, "summary": summarize(runs, c1_runs),
+            "lookups_per_call_c32": batching}
 
 
 def summarize(runs, c1_runs):

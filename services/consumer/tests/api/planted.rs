@@ -10,15 +10,37 @@ use testkit::redis::RedisServer;
 /// What is planted: 8 MiB, far past any link document.
 const PLANTED_BYTES: usize = 8 << 20;
 
-fn backend(url: &str) -> Backend {
+fn backend(url: &str) -> (Backend, prometheus::Registry) {
     let settings = consumer::Settings::local(0, url).unwrap();
-    Backend::new(&settings.backend, &prometheus::Registry::new()).unwrap()
+    let registry = prometheus::Registry::new();
+    (
+        Backend::new(&settings.backend, &registry).unwrap(),
+        registry,
+    )
 }
 
-/// Looks `huge` and `fine` up together, and checks what each got.
+/// How many lookup calls `registry`'s backend made, and how many lookups they answered.
+fn calls(registry: &prometheus::Registry) -> (u64, f64) {
+    let family = registry
+        .gather()
+        .into_iter()
+        .find(|family| family.name() == "consumer_backend_lookups_per_call")
+        .unwrap();
+    let histogram = family.get_metric()[0].get_histogram();
+    (histogram.get_sample_count(), histogram.get_sample_sum())
+}
+
+/// Looks `huge` and `fine` up in one call, and checks what each got: four lookups of other
+/// codes go first, each starting a call of its own (as many as may be in flight), so that the
+/// two wait and go together in the next.
 async fn look_up_beside_each_other(backend: &Backend) {
+    let first: Vec<Code> = (0..4)
+        .map(|i| Code::parse(&format!("first{i}")).unwrap())
+        .collect();
     let (huge, fine) = (Code::parse("huge").unwrap(), Code::parse("fine").unwrap());
-    let (planted, kept) = tokio::join!(backend.link(&huge), backend.link(&fine));
+    let firsts = futures_util::future::join_all(first.iter().map(|code| backend.link(code)));
+    let (firsts, planted, kept) = tokio::join!(firsts, backend.link(&huge), backend.link(&fine));
+    assert!(firsts.into_iter().all(|lookup| lookup.unwrap().is_none()));
     assert!(
         matches!(planted, Err(BackendError::TooLarge(limit)) if limit == MAX_DOCUMENT_BYTES),
         "{planted:?}"
@@ -66,7 +88,9 @@ async fn on_redis_a_planted_huge_value_is_refused_without_being_sent_whole() {
     };
     let before = sent().await;
 
-    look_up_beside_each_other(&backend(&redis.attach_url())).await;
+    let (backend, registry) = backend(&redis.attach_url());
+    look_up_beside_each_other(&backend).await;
+    assert_eq!(calls(&registry), (5, 6.0), "the two went together");
     let sent = sent().await - before;
     assert!(
         sent < 4 * MAX_DOCUMENT_BYTES,
@@ -80,7 +104,7 @@ async fn on_postgres_a_planted_huge_value_is_refused_and_its_neighbour_served() 
     let Some(postgres) = PostgresServer::start(test, "planted-secret").await else {
         return;
     };
-    let backend = backend(&postgres.attach_url());
+    let (backend, registry) = backend(&postgres.attach_url());
     // The first call creates the tables the values are planted in.
     let none = backend.link(&Code::parse("none").unwrap()).await;
     assert_eq!(none.unwrap(), None);
@@ -99,4 +123,5 @@ async fn on_postgres_a_planted_huge_value_is_refused_and_its_neighbour_served() 
         .unwrap();
 
     look_up_beside_each_other(&backend).await;
+    assert_eq!(calls(&registry), (6, 7.0), "the two went together");
 }
