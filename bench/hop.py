@@ -449,7 +449,7 @@ def svg(results, meta):
     names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "P": "P on PostgreSQL",
              "B": "B baseline"}
     present = [name for name in "DNCRPB" if all(name in r["summary"]["median"] for r in results)]
-    width, height, left, top, bottom = 720, 360, 70, 50, 60
+    width, height, left, top, bottom = 780, 360, 70, 50, 60
     highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)
     peak = step * math.ceil(highest / step)
@@ -485,7 +485,7 @@ def svg(results, meta):
         parts.append(f'<text x="{middle:.1f}" y="{height - bottom + 34}" text-anchor="middle" '
                      f'fill="#555">{ratios}</text>')
     for i, name in enumerate(present):
-        x = width - 20 - 105 * (len(present) - i)
+        x = width - 20 - 118 * (len(present) - i)
         parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{colors[name]}"/>')
         parts.append(f'<text x="{x + 14}" y="{height - 7}">{names[name]}</text>')
     parts.append("</svg>")

@@ -26,10 +26,10 @@ up to each size in turn. Sections:
   writes       a fresh upstream: PUT req/s with 1, 32 and 256 writers and values of 100 B,
                4 KiB and 64 KiB, p99, and the writes per commit group commit reached
   held         a consumer attached to a backend that accepts and never answers, with
-               CIRCUIT_FAILURES at its largest (1000): 2000 connections for 8 s. The first
-               calls wait their deadline (UPSTREAM_TIMEOUT, 2 s) and end 504, then the circuit
-               opens and the rest are 503 at once; the statuses, latencies, the connections the
-               backend was sent, and the consumer's peak RSS
+               CIRCUIT_FAILURES at its largest (1000): 2000 connections for 8 s. Each redirect
+               waits its deadline (UPSTREAM_TIMEOUT, 2 s) and ends 504; its lookup waits in one
+               of the few calls in flight, each a single failure for the breaker; the statuses,
+               latencies, the connections the backend was sent, and the consumer's peak RSS
 
 Each wrk run is bounded (--seconds, default 4); every process started is stopped. Results go
 to bench/results/scale.json and scale.svg. wrk, redis-server and PostgreSQL 15 come from Debian
