@@ -119,11 +119,16 @@ impl Coalescer {
     /// One slot of the calls in flight: calls `waiters`, then whatever waits meanwhile, until
     /// nothing does.
     async fn run(self: Arc<Self>, mut waiters: Vec<Waiter>) {
+        let mut slot = Slot {
+            coalescer: &self,
+            held: true,
+        };
         loop {
             self.call(waiters).await;
             let mut queue = self.queue.lock().expect("the queue lock");
             if queue.waiting.is_empty() {
                 queue.in_flight -= 1;
+                slot.held = false;
                 return;
             }
             waiters = take(&mut queue.waiting);
@@ -168,6 +173,24 @@ impl Coalescer {
             };
             // A waiter gone meanwhile is simply not told.
             let _ = waiter.answer.send(lookup);
+        }
+    }
+}
+
+/// A slot of the calls in flight, given back if its task ends without giving it back itself (a
+/// call that panicked, or a runtime shutting down): a failure then costs its own waiters, who
+/// are told their call ended without an answer, and never a slot.
+struct Slot<'a> {
+    coalescer: &'a Coalescer,
+    held: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held
+            && let Ok(mut queue) = self.coalescer.queue.lock()
+        {
+            queue.in_flight -= 1;
         }
     }
 }
@@ -425,5 +448,26 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(*observed.lock().unwrap(), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_fails_its_waiters_and_gives_its_slot_back() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                assert!(!first, "the first call fails as a bug would");
+                Ok(codes
+                    .iter()
+                    .map(|code| Ok(Some(document(code.as_str()))))
+                    .collect())
+            })
+        });
+        let coalescer = Arc::new(Coalescer::new(fetch, 1, |_| {}));
+        let failed = coalescer.lookup(code("a"), LONG).await;
+        assert!(matches!(failed, Err(BackendError::Failed(_))), "{failed:?}");
+        let after = coalescer.lookup(code("b"), LONG).await;
+        assert_eq!(url(&after), "https://example.com/b");
     }
 }
