@@ -292,16 +292,22 @@ pub struct Read {
 
 impl utoipa::PartialSchema for Read {
     fn schema() -> RefOr<Schema> {
-        let key = || utoipa::openapi::Ref::from_schema_name("Key");
-        let found = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property("key", key())
-            .property(
-                "found",
-                ObjectBuilder::new()
-                    .schema_type(Type::Boolean)
-                    .enum_values(Some([true])),
-            )
+        // What both answers have: the key, and whether it was found.
+        let answer = |found: bool| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("key", utoipa::openapi::Ref::from_schema_name("Key"))
+                .property(
+                    "found",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([found])),
+                )
+                .required("key")
+                .required("found")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let found = answer(true)
             .property(
                 "version",
                 ObjectBuilder::new()
@@ -315,23 +321,9 @@ impl utoipa::PartialSchema for Read {
                     .schema_type(SchemaType::AnyValue)
                     .description(Some("The stored JSON value, as stored")),
             )
-            .required("key")
-            .required("found")
             .required("version")
-            .required("value")
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        let absent = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property("key", key())
-            .property(
-                "found",
-                ObjectBuilder::new()
-                    .schema_type(Type::Boolean)
-                    .enum_values(Some([false])),
-            )
-            .required("key")
-            .required("found")
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            .required("value");
+        let absent = answer(false);
         OneOfBuilder::new().item(found).item(absent).into()
     }
 }
