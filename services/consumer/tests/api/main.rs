@@ -7,6 +7,7 @@
 mod core_only;
 mod hostile;
 mod links;
+mod on_postgres;
 mod on_redis;
 mod page;
 mod planted;
