@@ -1057,7 +1057,7 @@ async fn a_bad_upstream_url_stops_the_consumer_with_status_2() {
         "redis://:hunter2@redis:6379/0?protocol=resp3",
         "memcached://:hunter2@cache:11211/",
         "postgres://portbound:hunter2@db:5432",
-        "postgres://portbound:hunter2@db/links?sslmode=verify-full",
+        "postgres://portbound:hunter2@db/links?sslmode=verify-ca",
         "postgresql://portbound:hunter2@db/links?keepalives=0",
         "postgres://portbound:hunter2@db1:5432,db2:x/links",
     ] {

@@ -25,6 +25,8 @@
 //! - [`openapi`]: what both OpenAPI documents have in common.
 //! - [`pattern`]: the one expression a validator and its document share.
 //! - [`redact`]: URLs with their credentials hidden, for logs and error messages.
+//! - [`tls`]: serving HTTPS from `TLS_CERT_FILE`/`TLS_KEY_FILE` (picked up again when they
+//!   change), client certificates, and reading PEM files.
 
 pub mod app;
 pub mod config;
@@ -41,3 +43,4 @@ pub mod redact;
 pub mod request_body;
 pub mod request_id;
 pub mod server;
+pub mod tls;

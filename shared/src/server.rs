@@ -28,11 +28,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{self, AppConfig, Server, ServiceFactory};
 use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{HttpServer, web};
+use rustls::ServerConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 use crate::health::Lifecycle;
 use crate::metrics::{Registry, RequestMetrics};
+use crate::tls::TlsFiles;
 
 /// How long a client may take to send a request's head (its request line and headers): a
 /// slower one is answered 408 and its connection closed, so clients that trickle their headers
@@ -111,8 +113,8 @@ impl ServerSettings {
         })
     }
 
-    /// Binds the listener and logs the address it got.
-    pub fn bind(&self) -> Result<TcpListener, ConfigError> {
+    /// Binds the listener and logs the address it got, as a URL of `scheme`.
+    pub fn bind(&self, scheme: &str) -> Result<TcpListener, ConfigError> {
         let listener = TcpListener::bind(SocketAddr::new(self.host, self.port)).map_err(|e| {
             ConfigError::invalid(
                 "PORT",
@@ -121,17 +123,18 @@ impl ServerSettings {
             )
         })?;
         if let Ok(addr) = listener.local_addr() {
-            log::info!("listening on http://{addr}");
+            log::info!("listening on {scheme}://{addr}");
         }
         Ok(listener)
     }
 
     /// Starts `server` on `listener` with these settings, the keep-alive and our own signal
-    /// handling (see [`run_until_stopped`]).
+    /// handling (see [`run_until_stopped`]); over TLS with `tls`.
     pub fn start<F, I, S, B>(
         &self,
         server: HttpServer<F, I, S, B>,
         listener: TcpListener,
+        tls: Option<ServerConfig>,
     ) -> Result<Server, ConfigError>
     where
         F: Fn() -> I + Send + Clone + 'static,
@@ -149,15 +152,18 @@ impl ServerSettings {
             .keep_alive(KEEP_ALIVE)
             .client_request_timeout(REQUEST_HEAD_TIMEOUT)
             .shutdown_timeout(self.shutdown_timeout.as_secs_f64().ceil() as u64)
-            .disable_signals()
-            .listen(listener)
-            .map_err(|error| {
-                ConfigError::invalid(
-                    "PORT",
-                    &self.port.to_string(),
-                    format_args!("a port to listen on ({error})"),
-                )
-            })?;
+            .disable_signals();
+        let server = match tls {
+            None => server.listen(listener),
+            Some(config) => server.listen_rustls_0_23(listener, config),
+        }
+        .map_err(|error| {
+            ConfigError::invalid(
+                "PORT",
+                &self.port.to_string(),
+                format_args!("a port to listen on ({error})"),
+            )
+        })?;
         Ok(server.run())
     }
 }
@@ -178,6 +184,8 @@ pub struct Service<'a> {
     pub headers: Vec<(&'static str, String)>,
     /// Drains and stops the server; the service's readiness reads it too.
     pub lifecycle: Lifecycle,
+    /// Serve HTTPS with these files ([`crate::tls`]); plain HTTP when `None`.
+    pub tls: Option<&'a TlsFiles>,
 }
 
 impl Service<'_> {
@@ -187,7 +195,10 @@ impl Service<'_> {
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
-        let listener = self.settings.bind()?;
+        let tls = self.tls.map(TlsFiles::server_config).transpose()?;
+        let listener = self
+            .settings
+            .bind(if tls.is_some() { "https" } else { "http" })?;
         let port = listener
             .local_addr()
             .map_or(self.settings.port, |address| address.port());
@@ -199,21 +210,20 @@ impl Service<'_> {
             headers,
             ..
         } = self;
-        let server = self.settings.start(
-            HttpServer::new(move || {
-                let every_response = headers
-                    .iter()
-                    .fold(DefaultHeaders::new(), |all, (name, value)| {
-                        all.add((*name, value.clone()))
-                    });
-                // No layer at all for a service without headers of its own: the redirect
-                // path pays for every middleware.
-                crate::app::base(metrics.clone(), body_limit, openapi.clone())
-                    .configure(configure.clone())
-                    .wrap(Condition::new(!headers.is_empty(), every_response))
-            }),
-            listener,
-        )?;
+        let server = HttpServer::new(move || {
+            let every_response = headers
+                .iter()
+                .fold(DefaultHeaders::new(), |all, (name, value)| {
+                    all.add((*name, value.clone()))
+                });
+            // No layer at all for a service without headers of its own: the redirect
+            // path pays for every middleware.
+            crate::app::base(metrics.clone(), body_limit, openapi.clone())
+                .configure(configure.clone())
+                .wrap(Condition::new(!headers.is_empty(), every_response))
+        })
+        .on_connect(crate::tls::mark_client_certificate);
+        let server = self.settings.start(server, listener, tls)?;
         Ok(Serving {
             port,
             server,

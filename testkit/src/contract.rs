@@ -39,7 +39,7 @@ pub fn upstream_document(with_token: bool) -> &'static Value {
     static WITH_TOKEN: OnceLock<Value> = OnceLock::new();
     static OPEN: OnceLock<Value> = OnceLock::new();
     let cell = if with_token { &WITH_TOKEN } else { &OPEN };
-    cell.get_or_init(|| upstream::api_document(with_token))
+    cell.get_or_init(|| upstream::api_document(with_token, false))
 }
 
 /// Why `request` is not valid against `document`, or `None` when it is.

@@ -42,6 +42,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 

@@ -9,11 +9,14 @@
 //! SKIPPED (a failure with `CI=true`) and returns `None`.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+
+use crate::tls::Pair;
 
 /// The database and the user every test server has.
 pub const DATABASE: &str = "portbound";
@@ -209,6 +212,43 @@ impl PostgresServer {
     pub fn attach_url(&self) -> String {
         format!(
             "postgres://{USER}:{}@127.0.0.1:{}/{DATABASE}",
+            self.password, self.port
+        )
+    }
+
+    /// Turns TLS on (`ssl=on`) with `certificate`, as a reload, and waits until it is on.
+    pub async fn serve_tls(&self, certificate: &Pair) {
+        let data = self.dir.path().join("data");
+        for (from, to, mode) in [
+            (&certificate.cert, "server.crt", 0o644),
+            (&certificate.key, "server.key", 0o600),
+        ] {
+            let path = data.join(to);
+            std::fs::copy(from, &path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let client = self.client().await;
+        for statement in ["ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"] {
+            client.batch_execute(statement).await.unwrap();
+        }
+        crate::eventually(STARTUP_DEADLINE, "PostgreSQL serves TLS", || async {
+            let client = self.client().await;
+            client
+                .query_one("SHOW ssl", &[])
+                .await
+                .is_ok_and(|row| row.get::<_, String>(0) == "on")
+        })
+        .await;
+    }
+
+    /// `UPSTREAM_URL` for a consumer attached over TLS with `sslmode`, by the name the
+    /// certificate gives.
+    pub fn attach_url_tls(&self, sslmode: &str) -> String {
+        format!(
+            "postgres://{USER}:{}@localhost:{}/{DATABASE}?sslmode={sslmode}",
             self.password, self.port
         )
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::tls::Pair;
+
 /// How long `redis-server` may take to answer `PING`.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -17,6 +19,8 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     pub port: u16,
     password: Option<String>,
+    /// Its TLS port and certificate, beside the plain port, when started with TLS.
+    tls: Option<(u16, Pair)>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -25,6 +29,23 @@ impl RedisServer {
     /// A fresh server requiring `password` (if any), or `None` (having said SKIPPED) where
     /// `redis-server` is missing.
     pub async fn start(test: &str, password: Option<&str>) -> Option<RedisServer> {
+        Self::start_with(test, password, None).await
+    }
+
+    /// [`RedisServer::start`], also serving TLS with `certificate` on a port of its own.
+    pub async fn start_tls(
+        test: &str,
+        password: Option<&str>,
+        certificate: Pair,
+    ) -> Option<RedisServer> {
+        Self::start_with(test, password, Some(certificate)).await
+    }
+
+    async fn start_with(
+        test: &str,
+        password: Option<&str>,
+        certificate: Option<Pair>,
+    ) -> Option<RedisServer> {
         let Some(binary) = crate::installed("redis-server") else {
             crate::missing(
                 test,
@@ -34,14 +55,13 @@ impl RedisServer {
         };
         let dir = tempfile::tempdir().unwrap();
         // redis-server cannot take port 0 and say which it got: take a free one and hand it on.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = spawn(&binary, &dir, port, password);
+        let port = free_port();
+        let tls = certificate.map(|pair| (free_port(), pair));
+        let child = spawn(&binary, &dir, port, password, tls.as_ref());
         let server = RedisServer {
             port,
             password: password.map(str::to_owned),
+            tls,
             child,
             dir,
         };
@@ -57,6 +77,13 @@ impl RedisServer {
         }
     }
 
+    /// `UPSTREAM_URL` for a consumer attached over TLS, by the name its certificate gives.
+    pub fn attach_url_tls(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with TLS");
+        let password = self.password.as_deref().unwrap_or_default();
+        format!("rediss://:{password}@localhost:{port}/0")
+    }
+
     /// SIGKILL, as a crash would, and wait until it is gone.
     pub async fn kill9(&mut self) {
         self.child.kill().await.expect("SIGKILL is delivered");
@@ -66,7 +93,13 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let binary =
             crate::installed("redis-server").expect("redis-server was installed at the start");
-        self.child = spawn(&binary, &self.dir, self.port, self.password.as_deref());
+        self.child = spawn(
+            &binary,
+            &self.dir,
+            self.port,
+            self.password.as_deref(),
+            self.tls.as_ref(),
+        );
         self.wait_ready().await;
     }
 
@@ -94,7 +127,20 @@ impl RedisServer {
     }
 }
 
-fn spawn(binary: &PathBuf, dir: &tempfile::TempDir, port: u16, password: Option<&str>) -> Child {
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn spawn(
+    binary: &PathBuf,
+    dir: &tempfile::TempDir,
+    port: u16,
+    password: Option<&str>,
+    tls: Option<&(u16, Pair)>,
+) -> Child {
     let mut command = Command::new(binary);
     command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -115,6 +161,13 @@ fn spawn(binary: &PathBuf, dir: &tempfile::TempDir, port: u16, password: Option<
         .kill_on_drop(true);
     if let Some(password) = password {
         command.args(["--requirepass", password]);
+    }
+    if let Some((tls_port, pair)) = tls {
+        command
+            .args(["--tls-port", &tls_port.to_string()])
+            .args(["--tls-cert-file", &pair.cert, "--tls-key-file", &pair.key])
+            // Clients are not asked for certificates (Redis asks by default).
+            .args(["--tls-auth-clients", "no"]);
     }
     command.spawn().expect("redis-server starts")
 }

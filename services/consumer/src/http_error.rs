@@ -23,6 +23,7 @@ pub fn backend_status(error: &BackendError) -> StatusCode {
         BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         BackendError::Failed(_)
         | BackendError::Rejected(_)
+        | BackendError::Untrusted(_)
         | BackendError::Malformed(_)
         | BackendError::TooLarge(_) => StatusCode::BAD_GATEWAY,
     }
@@ -57,10 +58,13 @@ impl LinkError {
         }
     }
 
-    /// Logs the cause of a server-side failure; client errors are the client's to read.
+    /// Logs the cause of a server-side failure; client errors are the client's to read. A
+    /// certificate that does not verify was logged once already, where it was found.
     pub fn log(&self) {
-        if matches!(self, LinkError::Backend(_) | LinkError::NoFreeCode(_)) {
-            log::error!("{self}");
+        match self {
+            LinkError::Backend(BackendError::Untrusted(_)) => {}
+            LinkError::Backend(_) | LinkError::NoFreeCode(_) => log::error!("{self}"),
+            _ => {}
         }
     }
 }

@@ -108,6 +108,7 @@ impl Application {
             openapi: api::openapi::document().to_string(),
             headers: Vec::new(),
             lifecycle,
+            tls: None,
         }
         .bind(move |app| {
             app.app_data(state.clone())

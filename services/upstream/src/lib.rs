@@ -17,9 +17,14 @@
 //!   a read cache the writer keeps in step.
 //! - `api`: the HTTP routes — `/v1/kv`, `/v1/counters`, `/v1/info`, `/readyz`,
 //!   `/openapi.json` — with the access-token guard and the error type.
+//! - [`certs`]: the `certs` subcommand, which makes a development CA and certificates.
 //! - [`Application`] (here): builds the store and the server, binds, runs until stopped.
+//!
+//! With `TLS_CERT_FILE` and `TLS_KEY_FILE` it serves HTTPS, and with `TLS_CLIENT_CA_FILE` `/v1`
+//! requires a client certificate ([`shared::tls`]).
 
 mod api;
+pub mod certs;
 pub mod key;
 pub mod settings;
 pub mod storage;
@@ -43,6 +48,7 @@ pub struct Application {
 impl shared::process::Binary for Application {
     const NAME: &'static str = "upstream";
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const SERVES_TLS: bool = true;
 
     fn start() -> Result<Self, ConfigError> {
         Application::build(Settings::load()?)
@@ -50,6 +56,10 @@ impl shared::process::Binary for Application {
 
     fn run_until_stopped(self) -> impl Future<Output = io::Result<()>> {
         Application::run_until_stopped(self)
+    }
+
+    fn subcommand(name: &str, args: &[String]) -> Option<std::process::ExitCode> {
+        (name == "certs").then(|| certs::main(args))
     }
 }
 
@@ -71,8 +81,15 @@ impl Application {
                 format_args!("a writable SQLite database file or :memory: ({error})"),
             )
         })?;
-        if settings.access_token.is_none() {
-            log::warn!("ACCESS_TOKEN is not set: /v1 is open to anyone who can reach this port");
+        let client_certificate = settings
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca.is_some());
+        if settings.access_token.is_none() && !client_certificate {
+            log::warn!(
+                "neither ACCESS_TOKEN nor TLS_CLIENT_CA_FILE is set: /v1 is open to anyone who \
+                 can reach this port"
+            );
         }
         let lifecycle = Lifecycle::new();
         let state = web::Data::new(api::State {
@@ -80,15 +97,20 @@ impl Application {
             lifecycle: lifecycle.clone(),
             instance: settings.instance_name.clone(),
         });
-        let guard = web::Data::new(api::Guard::new(settings.access_token.as_ref()));
+        let guard = web::Data::new(api::Guard::new(
+            settings.access_token.as_ref(),
+            client_certificate,
+        ));
         let serving = Service {
             name: "upstream",
             settings: &settings.server,
             registry,
             body_limit: settings.max_value_bytes,
-            openapi: api::openapi::document(settings.access_token.is_some()).to_string(),
+            openapi: api::openapi::document(settings.access_token.is_some(), client_certificate)
+                .to_string(),
             headers: vec![("X-Instance", settings.instance_name.clone())],
             lifecycle,
+            tls: settings.tls.as_ref(),
         }
         .bind(move |app| {
             app.app_data(state.clone())

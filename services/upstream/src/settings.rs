@@ -5,6 +5,7 @@ use std::fmt;
 use shared::config::{ConfigError, FromLayers, Layers};
 use shared::pattern::Pattern;
 use shared::server::ServerSettings;
+use shared::tls::TlsFiles;
 
 /// The largest value accepted when `MAX_VALUE_BYTES` is unset: 64 KiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -39,6 +40,10 @@ pub struct Settings {
     /// `Retry-After`, so more writers than the disk can commit for meet a bounded queue.
     /// `WRITE_QUEUE_LIMIT`, default 4096 (16 group commits).
     pub write_queue_limit: usize,
+    /// Serve HTTPS: `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM, picked up again when they change),
+    /// and with `TLS_CLIENT_CA_FILE` require a client certificate signed by that CA on `/v1`.
+    /// Default unset: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -52,6 +57,7 @@ impl Settings {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             read_cache_bytes: 1 << 20,
             write_queue_limit: crate::storage::DEFAULT_WRITE_QUEUE,
+            tls: None,
         }
     }
 }
@@ -101,6 +107,7 @@ impl FromLayers for Settings {
                 "a number of writes",
                 1..=1_000_000,
             )?,
+            tls: TlsFiles::from_layers(layers)?,
         })
     }
 }

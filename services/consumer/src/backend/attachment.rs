@@ -12,9 +12,12 @@
 //! - `postgres://user:password@host[:port][,host2[:port]…]/dbname[?…]` and `postgresql://…`
 //!   ([`PostgresAttachment`]): PostgreSQL, read by tokio-postgres by libpq's rules. Of libpq's
 //!   parameters, the consumer takes `target_session_attrs` (`read-write` follows a failover to
-//!   the new primary), `connect_timeout`, `application_name` and `sslmode` (`disable` or
-//!   `prefer`: it does not speak TLS to PostgreSQL yet); any other is refused by name, as is a
-//!   URL without a database name.
+//!   the new primary), `connect_timeout`, `application_name` and `sslmode`: `verify-full` or
+//!   `require` speak TLS and verify the server's certificate, chain and name ([`super::tls`]:
+//!   the consumer never accepts a certificate it has not verified, so `require` is taken as
+//!   `verify-full`); `disable` and `prefer` (libpq's default) speak plain TCP. `verify-ca`
+//!   (a chain checked without its name) and `allow` are refused, as is any other parameter and
+//!   a URL without a database name.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,6 +71,8 @@ pub struct RedisAttachment {
 pub struct PostgresAttachment {
     config: tokio_postgres::Config,
     text: String,
+    /// Whether connections speak TLS (`sslmode=verify-full` or `require`).
+    tls: bool,
 }
 
 impl PartialEq for PostgresAttachment {
@@ -129,7 +134,7 @@ impl fmt::Debug for Credentials {
 
 impl Attachment {
     /// What [`Attachment::parse`] accepts, for error messages.
-    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/, a redis(s) URL redis://[user][:password]@host[:port][/db] with a database from 0 to 15 and no query, or a PostgreSQL URL postgres://user:password@host[:port][,host2[:port]...]/dbname[?target_session_attrs=read-write&sslmode=disable|prefer&connect_timeout=...&application_name=...]";
+    pub const EXPECTED: &str = "an http(s) URL with a host and no query or fragment, like http://user:token@upstream:8081/, a redis(s) URL redis://[user][:password]@host[:port][/db] with a database from 0 to 15 and no query, or a PostgreSQL URL postgres://user:password@host[:port][,host2[:port]...]/dbname[?target_session_attrs=read-write&sslmode=verify-full|require|disable|prefer&connect_timeout=...&application_name=...]";
 
     pub fn parse(text: &str) -> Result<Self, NotAttachable> {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
@@ -177,13 +182,20 @@ impl PostgresAttachment {
                     "a PostgreSQL URL may set only target_session_attrs, sslmode, connect_timeout and application_name",
                 ));
             }
-            if name == "sslmode" && !matches!(value, "disable" | "prefer") {
+            if name == "sslmode"
+                && !matches!(value, "disable" | "prefer" | "require" | "verify-full")
+            {
                 return Err(NotAttachable(
-                    "sslmode must be disable or prefer: the consumer does not speak TLS to PostgreSQL yet",
+                    "sslmode must be verify-full or require (TLS, the certificate verified) or disable or prefer (no TLS)",
                 ));
             }
         }
-        let config = tokio_postgres::Config::from_str(text)
+        let tls = query
+            .split('&')
+            .any(|pair| matches!(pair, "sslmode=require" | "sslmode=verify-full"));
+        // tokio-postgres knows sslmode up to `require`; the verifying is the connector's.
+        let readable = text.replace("sslmode=verify-full", "sslmode=require");
+        let config = tokio_postgres::Config::from_str(&readable)
             .map_err(|_| NotAttachable("not a PostgreSQL URL libpq would read"))?;
         if config.get_dbname().is_none_or(str::is_empty) {
             return Err(NotAttachable("a PostgreSQL URL must name its database"));
@@ -197,6 +209,7 @@ impl PostgresAttachment {
         Ok(PostgresAttachment {
             config,
             text: text.to_owned(),
+            tls,
         })
     }
 
@@ -215,6 +228,25 @@ impl PostgresAttachment {
     /// The database's name.
     pub fn dbname(&self) -> &str {
         self.config.get_dbname().unwrap_or_default()
+    }
+
+    /// Whether connections speak TLS, verified.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The hosts, as certificates must name them: `db` or `pg-a,pg-b`.
+    pub fn hosts(&self) -> String {
+        let names: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        names.join(",")
     }
 }
 
@@ -239,6 +271,11 @@ impl RedisAttachment {
             db,
             url,
         })
+    }
+
+    /// The host name, as a certificate must name it.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The URL with its credentials, for the `redis` client only.
@@ -288,6 +325,11 @@ impl HttpAttachment {
         self.base
             .join(path.trim_start_matches('/'))
             .expect("a relative path joins onto an http base URL")
+    }
+
+    /// The host name, as a certificate must name it.
+    pub fn host(&self) -> &str {
+        self.base.host_str().unwrap_or_default()
     }
 
     pub fn credentials(&self) -> Option<&Credentials> {
@@ -474,6 +516,28 @@ mod tests {
         let config = plain.config(Duration::from_secs(1));
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(1)));
         assert_eq!(config.get_application_name(), Some("portbound-consumer"));
+        assert!(!plain.tls());
+        assert_eq!(postgres.hosts(), "db1,db2");
+    }
+
+    #[test]
+    fn a_postgres_url_with_verify_full_or_require_speaks_tls() {
+        for mode in ["verify-full", "require"] {
+            let text = format!("postgres://me:pw@db/links?sslmode={mode}");
+            let Attachment::Postgres(postgres) = Attachment::parse(&text).unwrap() else {
+                panic!("not postgres");
+            };
+            assert!(postgres.tls(), "{mode}");
+            let config = postgres.config(Duration::from_secs(1));
+            assert_eq!(
+                config.get_ssl_mode(),
+                tokio_postgres::config::SslMode::Require
+            );
+            assert_eq!(
+                Attachment::Postgres(postgres).redacted(),
+                text.replace(":pw@", ":***@")
+            );
+        }
     }
 
     #[test]
@@ -482,13 +546,10 @@ mod tests {
             ("postgres://me:pw@db:5432", "must name its database"),
             ("postgres://me:pw@db:5432/", "must name its database"),
             (
-                "postgres://me:pw@db/links?sslmode=require",
+                "postgres://me:pw@db/links?sslmode=verify-ca",
                 "sslmode must be",
             ),
-            (
-                "postgres://me:pw@db/links?sslmode=verify-full",
-                "sslmode must be",
-            ),
+            ("postgres://me:pw@db/links?sslmode=allow", "sslmode must be"),
             ("postgres://me:pw@db/links?keepalives=0", "may set only"),
             (
                 "postgres://me:pw@db/links?target_session_attrs=primary",

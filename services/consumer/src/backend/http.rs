@@ -21,6 +21,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use rustls::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 use serde_json::value::RawValue;
@@ -151,6 +152,7 @@ impl HttpStore {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .user_agent(concat!("portbound-consumer/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(ClientConfig::clone(&settings.tls.client_config()))
             .build()
             .expect("the HTTP client builds with rustls");
         HttpStore {
@@ -190,8 +192,15 @@ impl HttpStore {
                     "not an HTTP answer: {cause}"
                 )));
             }
-            // Not sent, or its answer lost: safe to send again.
-            Err(error) => return Err(BackendError::Unreachable(describe(&error))),
+            Err(error) => {
+                return Err(
+                    match super::tls::untrusted(&error, self.attachment.host()) {
+                        Some(reason) => BackendError::Untrusted(reason),
+                        // Not sent, or its answer lost: safe to send again.
+                        None => BackendError::Unreachable(describe(&error)),
+                    },
+                );
+            }
         };
         let status = response.status();
         let retry_after = response

@@ -7,6 +7,8 @@
 //! - [`http`], [`redis`] and [`postgres`]: one adapter per kind; [`Backend::new`] is the one place that
 //!   picks between them.
 //! - [`coalescer`]: lookups coalesced into calls of many, above whichever adapter is attached.
+//! - [`tls`]: the verified TLS every kind speaks (`UPSTREAM_CA_FILE`, a client certificate), and
+//!   a certificate that does not verify told apart from other failures.
 //! - [`Backend`] (here): the same resilience around any adapter, written once. Every call has
 //!   a total deadline (`UPSTREAM_TIMEOUT`, covering the retry too). Every call is safe to repeat
 //!   (reads, create-only writes whose repeat is recognised, increments with an idempotency
@@ -18,7 +20,8 @@
 //!
 //! Failures are [`BackendError`]s, the same for every kind, which the HTTP layer
 //! ([`crate::http_error`]) turns into 503 (unreachable, circuit open, busy, full; with
-//! `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, malformed reply). The
+//! `Retry-After`), 504 (deadline) or 502 (failed, rejected credentials, a certificate that does
+//! not verify, malformed reply). The
 //! backend's own answers are never passed on or logged.
 
 pub mod attachment;
@@ -29,6 +32,7 @@ pub mod postgres;
 pub mod redis;
 mod status;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,7 @@ pub use http::MAX_REPLY_BYTES;
 use shared::config::{ConfigError, DURATION_EXPECTED, Layers, duration};
 pub use status::{BackendStatus, STATUS_WAIT};
 use store::{Attempt, Store};
+pub use tls::TlsSettings;
 
 use crate::links::{Code, LinkDocument};
 
@@ -70,6 +75,9 @@ pub struct BackendSettings {
     /// first wait is [`FIRST_COOLDOWN`] and grows with each failed probe up to this.
     /// `CIRCUIT_COOLDOWN`, default `5s`.
     pub circuit_cooldown: Duration,
+    /// What TLS trusts and presents: `UPSTREAM_CA_FILE` (default unset: the public roots),
+    /// `UPSTREAM_CLIENT_CERT_FILE` and `UPSTREAM_CLIENT_KEY_FILE` (default unset: none).
+    pub tls: TlsSettings,
 }
 
 impl BackendSettings {
@@ -106,6 +114,7 @@ impl BackendSettings {
                 DURATION_EXPECTED,
                 duration,
             )?,
+            tls: TlsSettings::from_layers(layers)?,
         };
         if settings.connect_timeout > settings.timeout {
             return Err(ConfigError::invalid(
@@ -143,6 +152,9 @@ pub enum BackendError {
     Failed(String),
     #[error("the backend refused the credentials in UPSTREAM_URL: {0}")]
     Rejected(String),
+    /// Its TLS certificate did not verify; the reason in words ([`tls::untrusted`]).
+    #[error("{0}")]
+    Untrusted(String),
     #[error("the backend's answer is not what it promises: {0}")]
     Malformed(String),
     /// It answered more than this many bytes (`MAX_REPLY_BYTES`, or a click batch's bound).
@@ -183,6 +195,7 @@ impl BackendError {
             BackendError::Timeout(_) => "the backend did not answer in time",
             BackendError::Failed(_) => "the backend failed",
             BackendError::Rejected(_) => "the backend refused this service's credentials",
+            BackendError::Untrusted(_) => "the backend's TLS certificate did not verify",
             BackendError::Malformed(_) => "the backend answered something unexpected",
             BackendError::TooLarge(limit) => {
                 return format!("the backend answered more than {limit} bytes");
@@ -226,6 +239,8 @@ struct Caller {
     breaker: Arc<Breaker>,
     deadline: Duration,
     calls: IntCounterVec,
+    /// The last certificate failure logged, so that each is logged once.
+    untrusted: std::sync::Mutex<Option<String>>,
 }
 
 impl Backend {
@@ -282,6 +297,7 @@ impl Backend {
             breaker,
             deadline: settings.timeout,
             calls,
+            untrusted: std::sync::Mutex::new(None),
         });
         let fetching = caller.clone();
         let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
@@ -385,12 +401,13 @@ impl Caller {
             .unwrap_or(Err(BackendError::Timeout(self.deadline)));
         let label = match &outcome {
             Ok(_) => "answered",
-            // A full or busy store and refused credentials are answers: the backend works (and
-            // a full or busy one still serves reads), so none may open the circuit that
-            // redirects go through.
+            // A full or busy store, refused credentials and a certificate that does not verify
+            // are answers: the backend is there (and a full or busy one still serves reads), so
+            // none may open the circuit that redirects go through.
             Err(BackendError::Full) => "full",
             Err(BackendError::Busy(_)) => "busy",
             Err(BackendError::Rejected(_)) => "rejected",
+            Err(BackendError::Untrusted(_)) => "untrusted",
             Err(BackendError::Failed(_)) => "server_error",
             Err(BackendError::Timeout(_)) => "timeout",
             Err(BackendError::TooLarge(_)) => "oversized",
@@ -398,15 +415,33 @@ impl Caller {
             Err(BackendError::Unreachable(_) | BackendError::CircuitOpen(_)) => "unreachable",
         };
         self.calls.with_label_values(&[label]).inc();
-        if matches!(label, "answered" | "full" | "busy" | "rejected") {
+        if matches!(
+            label,
+            "answered" | "full" | "busy" | "rejected" | "untrusted"
+        ) {
             permit.succeeded();
         } else {
             permit.failed();
         }
-        if let Err(error) = &outcome {
-            log::warn!("{what} on {}: {error}", self.attachment);
+        match &outcome {
+            Err(BackendError::Untrusted(reason)) => self.log_untrusted(reason),
+            Err(error) => log::warn!("{what} on {}: {error}", self.attachment),
+            Ok(_) => {}
         }
         outcome
+    }
+
+    /// Logs a certificate failure the first time it is seen (and again when the reason
+    /// changes): every call fails the same way until the certificate or the trust changes.
+    fn log_untrusted(&self, reason: &str) {
+        let mut last = self.untrusted.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(reason) {
+            log::error!(
+                "{reason}: refusing to talk to {} (UPSTREAM_CA_FILE names what is trusted)",
+                self.attachment
+            );
+            *last = Some(reason.to_owned());
+        }
     }
 }
 

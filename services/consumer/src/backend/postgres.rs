@@ -22,16 +22,22 @@
 //! answering (its deadline passed mid-command) is dropped instead of returned to the pool, and
 //! the call counts as `Unreachable`, which the one retry then sends on a new connection. Wrong
 //! credentials are `Rejected` (502); neither the password nor a value is ever logged.
+//!
+//! With `sslmode=verify-full` (or `require`) every connection speaks TLS through rustls, its
+//! certificate verified against the consumer's trust ([`super::tls`]) for the host it connects
+//! to; one that does not verify is `Untrusted`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use rustls::ClientConfig;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::attachment::PostgresAttachment;
 use super::coalescer::Lookup;
@@ -109,6 +115,8 @@ const POOL_SIZE: usize = 16;
 pub struct PostgresStore {
     pool: Pool,
     dbname: String,
+    /// The hosts, for a certificate's failure.
+    hosts: String,
     /// Set once this process has seen the schema at its latest version.
     schema: OnceCell<()>,
     /// When expired batch keys were last removed, in seconds since the epoch.
@@ -168,15 +176,18 @@ impl Drop for Lease {
 
 impl PostgresStore {
     pub fn new(attachment: &PostgresAttachment, settings: &BackendSettings) -> Self {
-        let manager = Manager::from_config(
-            attachment.config(settings.connect_timeout),
-            NoTls,
-            ManagerConfig {
-                // Broken connections are dropped as they fail (see Lease); a closed one is
-                // never handed out again, which the pool checks without a round trip.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let config = attachment.config(settings.connect_timeout);
+        // Broken connections are dropped as they fail (see Lease); a closed one is never
+        // handed out again, which the pool checks without a round trip.
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if attachment.tls() {
+            let tls = MakeRustlsConnect::new(ClientConfig::clone(&settings.tls.client_config()));
+            Manager::from_config(config, tls, recycling())
+        } else {
+            Manager::from_config(config, NoTls, recycling())
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -185,6 +196,7 @@ impl PostgresStore {
         PostgresStore {
             pool,
             dbname: attachment.dbname().to_owned(),
+            hosts: attachment.hosts(),
             schema: OnceCell::new(),
             pruned: AtomicU64::new(0),
         }
@@ -192,7 +204,11 @@ impl PostgresStore {
 
     /// A connection to the primary, the schema at its latest version.
     async fn lease(&self) -> Result<Lease, BackendError> {
-        let client = self.pool.get().await.map_err(pool_failure)?;
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| pool_failure(error, &self.hosts))?;
         let mut lease = Lease {
             client: Some(client),
         };
@@ -431,10 +447,13 @@ impl Store for PostgresStore {
     }
 }
 
-/// What a failure to get a connection means to the consumer.
-fn pool_failure(error: PoolError) -> BackendError {
+/// What a failure to get a connection to `hosts` means to the consumer.
+fn pool_failure(error: PoolError, hosts: &str) -> BackendError {
     match error {
-        PoolError::Backend(error) => failure(&error),
+        PoolError::Backend(error) => match super::tls::untrusted(&error, hosts) {
+            Some(reason) => BackendError::Untrusted(reason),
+            None => failure(&error),
+        },
         PoolError::Timeout(_) => {
             BackendError::Unreachable("postgres: no connection within the deadline".to_owned())
         }

@@ -77,6 +77,8 @@ pub struct RedisStore {
     /// Held while a connection is being made, so only one is.
     making: tokio::sync::Mutex<u64>,
     address: String,
+    /// The host a TLS certificate must name.
+    host: String,
     add_once: Script,
     read_bounded: Script,
 }
@@ -119,8 +121,13 @@ impl Drop for Unfinished<'_> {
 
 impl RedisStore {
     pub fn new(attachment: &RedisAttachment, settings: &BackendSettings) -> Self {
-        let client = redis::Client::open(attachment.url().as_str())
-            .expect("the attachment checked the URL the redis crate reads");
+        let url = attachment.url().as_str();
+        let client = if attachment.url().scheme() == "rediss" {
+            redis::Client::build_with_tls(url, settings.tls.redis_certificates())
+        } else {
+            redis::Client::open(url)
+        }
+        .expect("the attachment checked the URL the redis crate reads");
         // Each attempt is bounded here; the deadline and the one retry are the caller's.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
@@ -132,6 +139,7 @@ impl RedisStore {
             current: RwLock::new(None),
             making: tokio::sync::Mutex::new(0),
             address: attachment.address(),
+            host: attachment.host().to_owned(),
             add_once: Script::new(ADD_ONCE),
             read_bounded: Script::new(READ_BOUNDED),
         }
@@ -153,7 +161,12 @@ impl RedisStore {
                             self.config.clone(),
                         )
                         .await
-                        .map_err(failure)?;
+                        .map_err(|error| {
+                            match super::tls::untrusted(&error, &self.host) {
+                                Some(reason) => BackendError::Untrusted(reason),
+                                None => failure(error),
+                            }
+                        })?;
                         *made += 1;
                         *self.current.write().expect("the connection lock") =
                             Some((*made, connection.clone()));

@@ -1,4 +1,8 @@
-//! `ACCESS_TOKEN`: the shared secret that guards `/v1`.
+//! What guards `/v1`: `ACCESS_TOKEN`, a shared secret, and with `TLS_CLIENT_CA_FILE` a client
+//! certificate (mutual TLS); either, both (then both are required) or neither.
+//!
+//! The certificate is verified during the handshake ([`shared::tls`]); here a request is only
+//! asked whether its connection carried one.
 //!
 //! A client presents it as a Bearer token or as the password of Basic credentials (which is
 //! what an `http://user:TOKEN@host/` URL turns into). Both sides are hashed with SHA-256 and the
@@ -15,22 +19,30 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use shared::problem::Problem;
+use shared::tls::ClientCertificate;
 use subtle::ConstantTimeEq;
 
 use crate::settings::AccessToken;
 
-/// The digest of the expected token; `None` leaves `/v1` open.
+/// What `/v1` asks for: the digest of the expected token (`None`: no token), and whether a
+/// client certificate is required.
 #[derive(Clone)]
-pub struct Guard(Option<[u8; 32]>);
+pub struct Guard {
+    token: Option<[u8; 32]>,
+    client_certificate: bool,
+}
 
 impl Guard {
-    pub fn new(token: Option<&AccessToken>) -> Self {
-        Guard(token.map(|token| digest(token.expose())))
+    pub fn new(token: Option<&AccessToken>, client_certificate: bool) -> Self {
+        Guard {
+            token: token.map(|token| digest(token.expose())),
+            client_certificate,
+        }
     }
 
-    /// Whether the `Authorization` header value satisfies this guard.
+    /// Whether the `Authorization` header value satisfies this guard's token.
     pub fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
-        let Some(expected) = &self.0 else {
+        let Some(expected) = &self.token else {
             return true;
         };
         authorization
@@ -60,22 +72,30 @@ fn presented_token(value: &str) -> Option<String> {
     }
 }
 
-/// Middleware for the `/v1` scope: 401 problem unless the request carries the token.
-pub async fn require_token(
+/// Middleware for the `/v1` scope: 401 problem unless the request carries what the guard asks
+/// for.
+pub async fn require_credentials(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let admitted = req
-        .app_data::<web::Data<Guard>>()
-        .is_none_or(|guard| guard.admits(req.headers().get(header::AUTHORIZATION)));
-    if admitted {
+    let refusal = req.app_data::<web::Data<Guard>>().and_then(|guard| {
+        if guard.client_certificate && req.conn_data::<ClientCertificate>().is_none() {
+            Some(
+                "a client certificate is required: connect with one signed by a CA this \
+                 service trusts (mutual TLS)",
+            )
+        } else if !guard.admits(req.headers().get(header::AUTHORIZATION)) {
+            Some(
+                "missing or wrong access token: send it as a Bearer token or as the Basic password",
+            )
+        } else {
+            None
+        }
+    });
+    let Some(detail) = refusal else {
         return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let mut response = Problem::with_detail(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong access token: send it as a Bearer token or as the Basic password",
-    )
-    .response();
+    };
+    let mut response = Problem::with_detail(StatusCode::UNAUTHORIZED, detail).response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(r#"Bearer realm="portbound", Basic realm="portbound""#),
@@ -88,7 +108,7 @@ mod tests {
     use super::*;
 
     fn guard() -> Guard {
-        Guard::new(Some(&AccessToken::parse("s3cret").unwrap()))
+        Guard::new(Some(&AccessToken::parse("s3cret").unwrap()), false)
     }
 
     fn header(text: &str) -> HeaderValue {
@@ -115,6 +135,6 @@ mod tests {
 
     #[test]
     fn no_token_means_open() {
-        assert!(Guard::new(None).admits(None));
+        assert!(Guard::new(None, false).admits(None));
     }
 }

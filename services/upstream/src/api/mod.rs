@@ -52,7 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/readyz").get(info::readyz))
         .service(
             web::scope("/v1")
-                .wrap(from_fn(auth::require_token))
+                .wrap(from_fn(auth::require_credentials))
                 .service(web::resource("/info").get(info::info))
                 .service(web::resource("/kv").get(kv::list))
                 .service(

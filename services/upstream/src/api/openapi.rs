@@ -3,8 +3,9 @@
 //!
 //! Every pattern and bound in it is the constant its validator uses ([`crate::key::PATTERN`],
 //! [`super::ENTITY_TAGS`], [`super::counters::IDEMPOTENCY_KEY_PATTERN`], `MAX_LIMIT`, …), and
-//! [`document`] is built for the settings the server runs with: the token is declared, with
-//! its 401, exactly when `ACCESS_TOKEN` makes `/v1` ask for one.
+//! [`document`] is built for the settings the server runs with: the token and the client
+//! certificate (`mutualTLS`) are declared, with the 401, exactly when `ACCESS_TOKEN` and
+//! `TLS_CLIENT_CA_FILE` make `/v1` ask for them.
 
 use serde_json::{Value, json};
 use shared::openapi::ResponseHeader;
@@ -28,11 +29,12 @@ use crate::settings::INSTANCE_PATTERN;
 )]
 pub struct ApiDoc;
 
-/// The document this upstream serves: `with_token` when `ACCESS_TOKEN` is set.
-pub fn document(with_token: bool) -> Value {
+/// The document this upstream serves: `with_token` when `ACCESS_TOKEN` is set,
+/// `with_client_certificate` when `TLS_CLIENT_CA_FILE` is.
+pub fn document(with_token: bool, with_client_certificate: bool) -> Value {
     let mut api = ApiDoc::openapi();
-    if with_token {
-        require_token(&mut api);
+    if with_token || with_client_certificate {
+        require_credentials(&mut api, with_token, with_client_certificate);
     }
     let instance = ResponseHeader {
         name: "X-Instance",
@@ -81,18 +83,19 @@ fn bounds() -> [(&'static str, String); 6] {
     ]
 }
 
-/// Declares the token on every `/v1` operation, as a Bearer token or as the Basic password,
-/// with the 401 the guard answers without it.
-fn require_token(api: &mut utoipa::openapi::OpenApi) {
+/// Declares on every `/v1` operation what it requires, with the 401 the guard answers without
+/// it: the token (as a Bearer token or as the Basic password), a client certificate, or both.
+fn require_credentials(api: &mut utoipa::openapi::OpenApi, token: bool, client_certificate: bool) {
     let components = api.components.get_or_insert_with(Default::default);
-    for (name, scheme, description) in [
+    let token_schemes = [
         ("bearer", HttpAuthScheme::Bearer, "ACCESS_TOKEN"),
         (
             "basic",
             HttpAuthScheme::Basic,
             "Any user, with ACCESS_TOKEN as the password",
         ),
-    ] {
+    ];
+    for (name, scheme, description) in token_schemes.into_iter().filter(|_| token) {
         components.add_security_scheme(
             name,
             SecurityScheme::Http(
@@ -104,6 +107,31 @@ fn require_token(api: &mut utoipa::openapi::OpenApi) {
         );
     }
     let no_scopes: [&str; 0] = [];
+    if client_certificate {
+        components.add_security_scheme(
+            "mutualTLS",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A client certificate signed by a CA in TLS_CLIENT_CA_FILE".to_owned(),
+                ),
+                extensions: None,
+            },
+        );
+    }
+    // Alternatives, each of them everything it names: a token either way, with the certificate
+    // when both are required.
+    let requirement = |scheme: Option<&str>| match (scheme, client_certificate) {
+        (Some(scheme), false) => SecurityRequirement::new(scheme, no_scopes),
+        (Some(scheme), true) => {
+            SecurityRequirement::new(scheme, no_scopes).add("mutualTLS", no_scopes)
+        }
+        (None, _) => SecurityRequirement::new("mutualTLS", no_scopes),
+    };
+    let requirements: Vec<SecurityRequirement> = if token {
+        vec![requirement(Some("bearer")), requirement(Some("basic"))]
+    } else {
+        vec![requirement(None)]
+    };
     for (_, item) in api
         .paths
         .paths
@@ -117,12 +145,9 @@ fn require_token(api: &mut utoipa::openapi::OpenApi) {
             &mut item.delete,
         ];
         for operation in operations.into_iter().flatten() {
-            operation.security = Some(vec![
-                SecurityRequirement::new("bearer", no_scopes),
-                SecurityRequirement::new("basic", no_scopes),
-            ]);
+            operation.security = Some(requirements.clone());
             let unauthorized = ResponseBuilder::new()
-                .description("Missing or wrong access token")
+                .description("Missing or wrong access token, or no client certificate")
                 .header(
                     "WWW-Authenticate",
                     HeaderBuilder::new()
@@ -144,8 +169,10 @@ mod tests {
 
     #[test]
     fn every_bound_the_document_states_is_its_constant() {
-        for with_token in [false, true] {
-            let document = document(with_token);
+        for (with_token, with_certificate) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            let document = document(with_token, with_certificate);
             assert_eq!(
                 shared::openapi::unstated_bounds(&document),
                 Vec::<String>::new()
