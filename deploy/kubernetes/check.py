@@ -17,7 +17,9 @@ No cluster is needed, and none is used:
    (CLUSTER_BREAKAGES), and the check must report it: a rule that cannot fail proves nothing.
 4. Probes, for real: each portbound container's rendered settings (ConfigMap and Secret values
    included) start the real binary on 127.0.0.1, and every path its probes name must answer
-   200. This also proves the rendered settings are valid configuration for the binaries.
+   200. This also proves the rendered settings are valid configuration for the binaries. The
+   certificates a mounted cert-manager Secret would hold are made here by the upstream's
+   `certs` subcommand, and an HTTPS port is probed over HTTPS, verified.
 
 Prints the objects of each render by kind. Exit status 0 when everything holds, 1 otherwise.
 """
@@ -42,12 +44,12 @@ KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"
 # Two minor versions the Kubernetes project supports as this is written.
 SCHEMA_VERSIONS = ["1.36.0", "1.37.0"]
 RENDERS = ["base", "overlays/dev", "overlays/swap-b", "overlays/redis", "overlays/postgres",
-           "overlays/production-postgres"]
+           "overlays/production-postgres", "overlays/tls"]
 SWAPS = ["overlays/swap-b", "overlays/redis", "overlays/postgres"]
 
 # Kinds that no schema here knows (an operator's custom resources): kubernetes-validate cannot
 # check them, so the project's own invariants hold them instead (clusters_are_highly_available).
-CUSTOM_API_GROUPS = ["postgresql.cnpg.io/"]
+CUSTOM_API_GROUPS = ["postgresql.cnpg.io/", "cert-manager.io/"]
 
 # What the binaries do, as the manifests must know it (the binaries' own defaults and rules).
 UID = 10001
@@ -500,6 +502,67 @@ def clusters_are_highly_available(objects):
     return problems
 
 
+# The settings that name TLS files, and whether a container of that image must have each when
+# the render issues certificates.
+TLS_FILES = {UPSTREAM_IMAGE: ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"],
+             CONSUMER_IMAGE: ["UPSTREAM_CA_FILE", "UPSTREAM_CLIENT_CERT_FILE",
+                              "UPSTREAM_CLIENT_KEY_FILE"]}
+
+
+def certificate_secrets(objects):
+    """The Secrets cert-manager's Certificates are kept in."""
+    return {c["spec"]["secretName"] for c in of_kind(objects, "Certificate")
+            if c["apiVersion"].startswith("cert-manager.io/")}
+
+
+def mounted_secret(workload, container, path):
+    """The Secret mounted where `path` lies, if any."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        if path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            return (volumes.get(mount["name"], {}).get("secret") or {}).get("secretName")
+    return None
+
+
+def tls_is_verified_with_mounted_certificates(objects):
+    """Where certificates are issued: every URL in a Secret speaks TLS that is verified, each
+    TLS file a container names is in a mounted certificate's Secret (the CA included), an
+    upstream serving HTTPS is probed over HTTPS; and nowhere is a key in a ConfigMap."""
+    problems = []
+    for config in of_kind(objects, "ConfigMap"):
+        for key, value in config.get("data", {}).items():
+            if "PRIVATE KEY-----" in str(value) or key.endswith(".key"):
+                problems.append(f"{ident(config)} holds a private key ({key})")
+    issued = certificate_secrets(objects)
+    if not issued:
+        return problems
+    for secret in of_kind(objects, "Secret"):
+        for key, value in secret.get("data", {}).items():
+            url = urlsplit(decode(value)) if "://" in decode(value) else None
+            if url is None:
+                continue
+            verified = url.scheme in ("https", "rediss") or (
+                url.scheme in ("postgres", "postgresql") and "sslmode=verify-full" in url.query)
+            if not verified:
+                problems.append(f"{ident(secret)}: {key} is {url.scheme}://…, not https, rediss "
+                                "or postgres with sslmode=verify-full")
+    for workload, container in ours(objects):
+        where = f"{ident(workload)} container {container['name']}"
+        env = environment(objects, container)
+        for name in TLS_FILES[image_name(container)]:
+            path = setting(env, name)
+            if path is None:
+                problems.append(f"{where}: no {name}")
+            elif mounted_secret(workload, container, path) not in issued:
+                problems.append(f"{where}: {name} {path} is in no mounted certificate's Secret")
+        if image_name(container) == UPSTREAM_IMAGE:
+            for probe in PROBE_PATHS:
+                scheme = container.get(probe, {}).get("httpGet", {}).get("scheme", "HTTP")
+                if scheme != "HTTPS":
+                    problems.append(f"{where}: the {probe} speaks {scheme} to an HTTPS port")
+    return problems
+
+
 INVARIANTS = [
     probes_name_what_the_binaries_serve,
     grace_covers_the_drain,
@@ -511,6 +574,7 @@ INVARIANTS = [
     services_select_one_workload_each,
     the_upstream_url_names_a_rendered_service,
     clusters_are_highly_available,
+    tls_is_verified_with_mounted_certificates,
 ]
 
 
@@ -667,10 +731,36 @@ CLUSTER_BREAKAGES = [
 ]
 
 
-def breakages_are_caught(dev, production):
+def consumer_url(objects):
+    secret = next(o for o in of_kind(objects, "Secret") if "UPSTREAM_URL" in o.get("data", {}))
+    return secret["data"]
+
+
+def encode(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+# Broken in a copy of the tls render.
+TLS_BREAKAGES = [
+    ("UPSTREAM_URL over plain HTTP", tls_is_verified_with_mounted_certificates,
+     lambda o: set_in(consumer_url(o), "UPSTREAM_URL", encode("http://portbound:x@upstream:8081/"))),
+    ("PostgreSQL without verify-full", tls_is_verified_with_mounted_certificates,
+     lambda o: set_in(consumer_url(o), "UPSTREAM_URL",
+                      encode("postgres://portbound:x@postgres:5432/portbound?sslmode=require"))),
+    ("the CA not mounted", tls_is_verified_with_mounted_certificates,
+     lambda o: first_container(consumer(o)).pop("volumeMounts")),
+    ("a key in a ConfigMap", tls_is_verified_with_mounted_certificates,
+     lambda o: set_in(config_of(o, consumer(o)), "tls.key", "-----BEGIN PRIVATE KEY-----")),
+    ("an upstream probed over HTTP", tls_is_verified_with_mounted_certificates,
+     lambda o: first_container(upstream(o))["readinessProbe"]["httpGet"].pop("scheme")),
+]
+
+
+def breakages_are_caught(dev, production, tls):
     problems = []
     for (what, invariant, breaking), render in \
-            [(b, dev) for b in BREAKAGES] + [(b, production) for b in CLUSTER_BREAKAGES]:
+            [(b, dev) for b in BREAKAGES] + [(b, production) for b in CLUSTER_BREAKAGES] + \
+            [(b, tls) for b in TLS_BREAKAGES]:
         broken = copy.deepcopy(render)
         breaking(broken)
         if not invariant(broken):
@@ -680,6 +770,22 @@ def breakages_are_caught(dev, production):
     if not a_swap_changes_the_upstream_url_alone(dev, changed):
         problems.append("a_swap_changes_the_upstream_url_alone does not notice a ConfigMap change")
     return problems
+
+
+def local_certificate(workload, container, path, binaries, work):
+    """`path` in a mounted certificate's Secret (tls.crt, tls.key or ca.crt), as a file here:
+    the Secret's certificate made by the upstream's `certs` subcommand, for the host names the
+    binaries are probed at."""
+    secret = mounted_secret(workload, container, path)
+    made = work / "certs"
+    subprocess.run([str(binaries / "upstream"), "certs", str(made), "localhost"],
+                   check=True, capture_output=True)
+    here = work / f"secret-{secret}"
+    here.mkdir(exist_ok=True)
+    for key, source in {"tls.crt": "localhost.pem", "tls.key": "localhost-key.pem",
+                        "ca.crt": "ca.pem"}.items():
+        shutil.copy(made / source, here / key)
+    return str(here / Path(path).name)
 
 
 def probes_answer(name, objects, binaries, work):
@@ -694,10 +800,15 @@ def probes_answer(name, objects, binaries, work):
                if value is not None}
         if "DATABASE_PATH" in env:
             env["DATABASE_PATH"] = str(work / f"{index}.sqlite3")
+        cafile = None
+        for name in TLS_FILES[image_name(container)]:
+            if name in env:
+                env[name] = local_certificate(workload, container, env[name], binaries, work)
+                cafile = cafile or str(Path(env[name]).parent / "ca.crt")
         log = open(work / f"{index}.log", "w")
         try:
             service = Service(binaries / image_name(container).removeprefix("portbound-"),
-                              env, log)
+                              env, log, cafile=cafile if "TLS_CERT_FILE" in env else None)
         except SystemExit as error:
             problems.append(f"{name}: {ident(workload)} does not start with its settings: {error}")
             continue
@@ -705,7 +816,7 @@ def probes_answer(name, objects, binaries, work):
             for probe in PROBE_PATHS:
                 path = container.get(probe, {}).get("httpGet", {}).get("path")
                 try:
-                    with urllib.request.urlopen(f"{service.url}{path}", timeout=2) as answer:
+                    with service.open(f"{service.url}{path}") as answer:
                         status = answer.status
                 except OSError as error:
                     status = getattr(error, "code", error)
@@ -737,8 +848,10 @@ def main():
                      a_swap_changes_the_upstream_url_alone(renders["overlays/dev"], renders[name])]
     say(f"{len(INVARIANTS) + 1} invariants checked on {len(RENDERS) - 1} overlays")
     problems += breakages_are_caught(renders["overlays/dev"],
-                                     renders["overlays/production-postgres"])
-    say(f"{len(BREAKAGES) + len(CLUSTER_BREAKAGES) + 1} deliberate breakages tried")
+                                     renders["overlays/production-postgres"],
+                                     renders["overlays/tls"])
+    say(f"{len(BREAKAGES) + len(CLUSTER_BREAKAGES) + len(TLS_BREAKAGES) + 1} "
+        "deliberate breakages tried")
     binaries = build(say)
     with tempfile.TemporaryDirectory(prefix="portbound-kubernetes-") as work:
         for name in RENDERS[1:]:

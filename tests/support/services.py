@@ -2,11 +2,13 @@
 
 Used by tests/contract/fuzz.py and deploy/kubernetes/check.py: `build()` compiles both binaries
 once, `Service` starts one on 127.0.0.1 with any free port (its address read from the log line
-the binary writes) and waits until it answers /readyz.
+the binary writes) and waits until it answers /readyz, over HTTPS verified by `cafile` when it
+serves HTTPS.
 """
 
 import os
 import re
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -14,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 20  # seconds for a service to come up
-LISTENING = re.compile(r"listening on http://([0-9.]+:[0-9]+)")
+LISTENING = re.compile(r"listening on (https?)://([0-9.]+:[0-9]+)")
 
 
 def build(say=print):
@@ -28,8 +30,9 @@ def build(say=print):
 class Service:
     """A service binary started on port 0 with `env` alone (plus PATH); `log` is an open file."""
 
-    def __init__(self, binary, env, log):
+    def __init__(self, binary, env, log, cafile=None):
         self.log = log
+        self.context = ssl.create_default_context(cafile=cafile) if cafile else None
         self.process = subprocess.Popen(
             [str(binary)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={"PATH": os.environ.get("PATH", ""),
@@ -46,16 +49,22 @@ class Service:
                                  f"{Path(self.log.name).read_text().strip()}")
             if address is None:
                 found = LISTENING.search(Path(self.log.name).read_text())
-                address = found and found.group(1)
+                # Over HTTPS, by the name its certificate gives.
+                address = found and (f"http://{found.group(2)}" if found.group(1) == "http" else
+                                     f"https://{found.group(2).replace('127.0.0.1', 'localhost')}")
             if address:
                 try:
-                    with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as answer:
+                    with self.open(f"{address}/readyz") as answer:
                         if answer.status == 200:
-                            return f"http://{address}"
+                            return address
                 except OSError:
                     pass
             time.sleep(0.05)
         raise SystemExit(f"{self.log.name}: not ready within {DEADLINE}s")
+
+    def open(self, url):
+        """GET `url`, verified by the service's CA when it serves HTTPS."""
+        return urllib.request.urlopen(url, timeout=2, context=self.context)
 
     def stop(self, graceful=True):
         """SIGTERM and wait for the drain (SIGKILL after 10 s), or SIGKILL at once."""
