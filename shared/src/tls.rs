@@ -17,8 +17,7 @@
 //! - **Bad files** stop the process at startup with one line naming the variable and saying
 //!   what is wrong (missing, no certificate in it, a key that does not match the certificate).
 //!
-//! [`read_certificates`] and [`read_private_key`] read PEM for the consumer's
-//! `UPSTREAM_CA_FILE` and client certificate too.
+//! [`PemFile`] reads PEM for the consumer's `UPSTREAM_CA_FILE` and client certificate too.
 
 use std::any::Any;
 use std::fmt;
@@ -145,56 +144,96 @@ pub fn mark_client_certificate(connection: &dyn Any, data: &mut Extensions) {
     }
 }
 
+/// A PEM file named by a variable, read once: what it holds is parsed from these bytes, and
+/// every error names the variable and the path.
+pub struct PemFile {
+    variable: String,
+    path: String,
+    bytes: Vec<u8>,
+}
+
+impl PemFile {
+    /// Reads the file at `path`, named by `variable`.
+    pub fn read(variable: &str, path: &str) -> Result<Self, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|error| {
+            ConfigError::invalid(
+                variable,
+                path,
+                format_args!("a readable PEM file ({error})"),
+            )
+        })?;
+        Ok(PemFile {
+            variable: variable.to_owned(),
+            path: path.to_owned(),
+            bytes,
+        })
+    }
+
+    /// The file as read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Where it was read from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn invalid(&self, expected: &str, why: &dyn fmt::Display) -> ConfigError {
+        ConfigError::invalid(
+            &self.variable,
+            &self.path,
+            format_args!("{expected} ({why})"),
+        )
+    }
+
+    /// The certificates in it, at least one.
+    pub fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        const EXPECTED: &str = "a PEM file of certificates";
+        let certificates = CertificateDer::pem_slice_iter(&self.bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.invalid(EXPECTED, &error))?;
+        if certificates.is_empty() {
+            return Err(self.invalid(EXPECTED, &"no CERTIFICATE block in it"));
+        }
+        Ok(certificates)
+    }
+
+    /// The private key in it.
+    pub fn private_key(&self) -> Result<PrivateKeyDer<'static>, ConfigError> {
+        PrivateKeyDer::from_pem_slice(&self.bytes)
+            .map_err(|error| self.invalid("a PEM private key", &error))
+    }
+
+    /// The CA certificates in it, as roots of trust.
+    pub fn roots(&self) -> Result<RootCertStore, ConfigError> {
+        let mut roots = RootCertStore::empty();
+        for certificate in self.certificates()? {
+            roots
+                .add(certificate)
+                .map_err(|error| self.invalid("a PEM file of CA certificates", &error))?;
+        }
+        Ok(roots)
+    }
+}
+
 /// The certificates in the PEM file at `path`, named by `variable` in the error.
 pub fn read_certificates(
     variable: &str,
     path: &str,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let invalid = |why: &dyn fmt::Display| {
-        ConfigError::invalid(
-            variable,
-            path,
-            format_args!("a PEM file of certificates ({why})"),
-        )
-    };
-    let pem = std::fs::read(path).map_err(|error| invalid(&error))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| invalid(&error))?;
-    if certificates.is_empty() {
-        return Err(invalid(&"no CERTIFICATE block in it"));
-    }
-    Ok(certificates)
-}
-
-/// The private key in the PEM file at `path`, named by `variable` in the error.
-pub fn read_private_key(variable: &str, path: &str) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    let invalid = |why: &dyn fmt::Display| {
-        ConfigError::invalid(variable, path, format_args!("a PEM private key ({why})"))
-    };
-    let pem = std::fs::read(path).map_err(|error| invalid(&error))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|error| invalid(&error))
+    PemFile::read(variable, path)?.certificates()
 }
 
 /// The CA certificates in the PEM file at `path` as roots of trust.
 pub fn read_roots(variable: &str, path: &str) -> Result<RootCertStore, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    for certificate in read_certificates(variable, path)? {
-        roots.add(certificate).map_err(|error| {
-            ConfigError::invalid(
-                variable,
-                path,
-                format_args!("a PEM file of CA certificates ({error})"),
-            )
-        })?;
-    }
-    Ok(roots)
+    PemFile::read(variable, path)?.roots()
 }
 
 /// The certificate chain and key named by `files`, checked to belong together.
 fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, ConfigError> {
     let chain = read_certificates("TLS_CERT_FILE", &files.cert)?;
-    let key = read_private_key("TLS_KEY_FILE", &files.key)?;
+    let key = PemFile::read("TLS_KEY_FILE", &files.key)?.private_key()?;
     CertifiedKey::from_der(chain, key, provider).map_err(|error| {
         ConfigError::invalid(
             "TLS_KEY_FILE",

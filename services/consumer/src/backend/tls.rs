@@ -18,10 +18,10 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 use shared::config::{ConfigError, Layers};
-use shared::tls::{read_certificates, read_private_key, read_roots};
+use shared::tls::PemFile;
 
 /// The verified TLS every attachment gets: roots and an optional client certificate.
 #[derive(Clone)]
@@ -33,10 +33,44 @@ pub struct TlsSettings {
     config: Arc<ClientConfig>,
 }
 
+/// The client certificate: parsed for rustls, and as PEM for the Redis client.
 #[derive(Clone)]
 struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    key_path: String,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
+}
+
+impl Identity {
+    /// The certificate and key the two variables name: both or neither.
+    fn read(cert: Option<String>, key: Option<String>) -> Result<Option<Self>, ConfigError> {
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => {
+                let cert_file = PemFile::read("UPSTREAM_CLIENT_CERT_FILE", &cert)?;
+                let key_file = PemFile::read("UPSTREAM_CLIENT_KEY_FILE", &key)?;
+                Ok(Some(Identity {
+                    chain: cert_file.certificates()?,
+                    key: Arc::new(key_file.private_key()?),
+                    key_path: key,
+                    cert_pem: cert_file.bytes().to_vec(),
+                    key_pem: key_file.bytes().to_vec(),
+                }))
+            }
+            (Some(cert), None) => Err(ConfigError::invalid(
+                "UPSTREAM_CLIENT_CERT_FILE",
+                &cert,
+                "UPSTREAM_CLIENT_KEY_FILE set too (the certificate's private key)",
+            )),
+            (None, Some(key)) => Err(ConfigError::invalid(
+                "UPSTREAM_CLIENT_KEY_FILE",
+                &key,
+                "UPSTREAM_CLIENT_CERT_FILE set too (the key's certificate)",
+            )),
+        }
+    }
 }
 
 impl fmt::Debug for TlsSettings {
@@ -56,8 +90,11 @@ impl TlsSettings {
         let ca = path("UPSTREAM_CA_FILE")?;
         let cert = path("UPSTREAM_CLIENT_CERT_FILE")?;
         let key = path("UPSTREAM_CLIENT_KEY_FILE")?;
+        let ca = ca
+            .map(|path| PemFile::read("UPSTREAM_CA_FILE", &path))
+            .transpose()?;
         let roots = match &ca {
-            Some(ca) => read_roots("UPSTREAM_CA_FILE", ca)?,
+            Some(ca) => ca.roots()?,
             None => RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             },
@@ -66,49 +103,24 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots);
-        let (config, identity) =
-            match (cert, key) {
-                (None, None) => (builder.with_no_client_auth(), None),
-                (Some(cert), Some(key)) => {
-                    let chain = read_certificates("UPSTREAM_CLIENT_CERT_FILE", &cert)?;
-                    let private: PrivateKeyDer<'static> =
-                        read_private_key("UPSTREAM_CLIENT_KEY_FILE", &key)?;
-                    let config = builder.with_client_auth_cert(chain, private).map_err(|error| {
+        let identity = Identity::read(cert, key)?;
+        let config = match &identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => builder
+                .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+                .map_err(|error| {
                     ConfigError::invalid(
                         "UPSTREAM_CLIENT_KEY_FILE",
-                        &key,
+                        &identity.key_path,
                         format_args!(
                             "the private key of the certificate in UPSTREAM_CLIENT_CERT_FILE \
                              ({error})"
                         ),
                     )
-                })?;
-                    let identity = Identity {
-                        cert_pem: read_file(&cert),
-                        key_pem: read_file(&key),
-                    };
-                    (config, Some(identity))
-                }
-                (Some(cert), None) => {
-                    return Err(ConfigError::invalid(
-                        "UPSTREAM_CLIENT_CERT_FILE",
-                        &cert,
-                        "UPSTREAM_CLIENT_KEY_FILE set too (the certificate's private key)",
-                    ));
-                }
-                (None, Some(key)) => {
-                    return Err(ConfigError::invalid(
-                        "UPSTREAM_CLIENT_KEY_FILE",
-                        &key,
-                        "UPSTREAM_CLIENT_CERT_FILE set too (the key's certificate)",
-                    ));
-                }
-            };
+                })?,
+        };
         Ok(TlsSettings {
-            ca: ca.map(|path| {
-                let pem = read_file(&path);
-                (path, pem)
-            }),
+            ca: ca.map(|file| (file.path().to_owned(), file.bytes().to_vec())),
             identity,
             config: Arc::new(config),
         })
@@ -136,11 +148,6 @@ impl TlsSettings {
 
 fn text_owned(text: &str) -> Result<String, ()> {
     Ok(text.to_owned())
-}
-
-/// A file already read and parsed once by now; read again for its bytes.
-fn read_file(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_default()
 }
 
 /// Why the certificate `host` presented did not verify, in words, if that is what `error` (or
