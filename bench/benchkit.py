@@ -89,7 +89,8 @@ def build(profile):
     return ROOT / "target" / profile
 
 
-def request(url, method="GET", body=None):
+def request(url, method="GET", body=None, context=None):
+    """One request, redirects not followed; over HTTPS verified by `context` (an ssl context)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json"} if data else {})
@@ -98,7 +99,7 @@ def request(url, method="GET", body=None):
         def redirect_request(self, *args, **kwargs):
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(req, timeout=5) as response:
             return response.status, lower(response.headers), response.read()
@@ -110,15 +111,16 @@ def lower(headers):
     return {name.lower(): value for name, value in headers.items()}
 
 
-def wait_ready(url, process, log=None):
-    """Polls `url` until it answers 200; `log`, the process's output file, is shown if it exits."""
+def wait_ready(url, process, log=None, context=None):
+    """Polls `url` until it answers 200; `log`, the process's output file, is shown if it exits;
+    over HTTPS verified by `context`."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
             said = Path(log).read_text(errors="replace")[-2000:] if log else ""
             raise SystemExit(f"{url}: the process exited with {process.returncode}\n{said}")
         try:
-            if request(url)[0] == 200:
+            if request(url, context=context)[0] == 200:
                 return
         except OSError:
             pass

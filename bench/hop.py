@@ -15,6 +15,10 @@ Five targets, the first three reading the same link document from the same upstr
                                                 (UPSTREAM_URL=redis://…, the same links seeded)
   P  consumer  GET /{code}  (302)               the same binary attached to PostgreSQL
                                                 (UPSTREAM_URL=postgres://…, the same links)
+  S  consumer  GET /{code}  (302)               the same binary attached over HTTPS to an
+                                                upstream serving TLS (UPSTREAM_CA_FILE, a CA
+                                                the upstream's `certs` subcommand makes),
+                                                connections reused as on C
   B  baseline  GET /{code}  (302)               with --baseline REV: the consumer built from
                                                 that commit, to see what a change costs C
 
@@ -25,7 +29,9 @@ worker each and wrk on core 0 (stable on a 2-core machine), and "informational",
 default workers (Redis is single-threaded either way). Each run records req/s, p50, p99, error
 and unexpected-status counts, and every server process's CPU microseconds per request (from
 /proc/PID/stat), so Redis's and PostgreSQL's own CPU per redirect too (PostgreSQL's: the
-postmaster and every backend). The summary gives medians
+postmaster and every backend). Then what a TLS handshake costs the upstream: `GET /livez` over
+HTTPS with connections kept, and with `Connection: close` (a new connection, so a handshake,
+for every request), the difference in the upstream's CPU per request. The summary gives medians
 of the per-round paired ratios C/N, C/D and N/D and of what each hop adds at -c1 (C-D, N-D),
 with their min-max; checks the goals (met, missed, or mixed when the rounds disagree); and is
 written as bench/results/hop.json and bench/results/hop.svg.
@@ -44,6 +50,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -199,6 +206,24 @@ class Stack:
             **base, "PORT": str(up), "DATABASE_PATH": str(self.workdir / "upstream.sqlite3"),
             "INSTANCE_NAME": "bench"})
         self.wait_ready("upstream")
+        # The same upstream serving HTTPS, with a CA and certificate of its own making.
+        certs = self.workdir / "certs"
+        subprocess.run([str(self.binaries / "upstream"), "certs", str(certs), "localhost"],
+                       check=True, capture_output=True)
+        self.ca = str(certs / "ca.pem")
+        self.tls = ssl.create_default_context(cafile=self.ca)
+        up_tls = self.port("upstream-tls")
+        self.spawn("upstream-tls", [str(self.binaries / "upstream")], {
+            **base, "PORT": str(up_tls), "DATABASE_PATH": str(self.workdir / "upstream-tls.sqlite3"),
+            "INSTANCE_NAME": "bench-tls", "TLS_CERT_FILE": str(certs / "localhost.pem"),
+            "TLS_KEY_FILE": str(certs / "localhost-key.pem")})
+        process = self.processes[-1][1]
+        wait_ready(f"https://localhost:{up_tls}/readyz", process, self.workdir / "upstream-tls.log",
+                   context=self.tls)
+        self.spawn("consumer-tls", [str(self.binaries / "consumer")], {
+            **base, "PORT": str(self.port("consumer-tls")),
+            "UPSTREAM_URL": f"https://localhost:{up_tls}/", "UPSTREAM_CA_FILE": self.ca})
+        self.wait_ready("consumer-tls")
         self.spawn("consumer", [str(self.binaries / "consumer")], {
             **base, "PORT": str(self.port("consumer")), "UPSTREAM_URL": f"http://127.0.0.1:{up}/"})
         self.wait_ready("consumer")
@@ -249,7 +274,7 @@ class Stack:
 
 def seed(stack):
     say(f"seeding {SEED_LINKS} links through each consumer, into the upstream, Redis and PostgreSQL")
-    for name in ("consumer", "consumer-redis", "consumer-postgres"):
+    for name in ("consumer", "consumer-redis", "consumer-postgres", "consumer-tls"):
         consumer = f"http://127.0.0.1:{stack.ports[name]}"
         for n in range(SEED_LINKS):
             status, _, body = request(f"{consumer}/api/links", "POST",
@@ -267,6 +292,7 @@ def targets(stack, code):
         "C": {"url": f"http://127.0.0.1:{co}/{code}", "status": 302},
         "R": {"url": f"http://127.0.0.1:{stack.ports['consumer-redis']}/{code}", "status": 302},
         "P": {"url": f"http://127.0.0.1:{stack.ports['consumer-postgres']}/{code}", "status": 302},
+        "S": {"url": f"http://127.0.0.1:{stack.ports['consumer-tls']}/{code}", "status": 302},
     }
     if "baseline" in stack.ports:
         found["B"] = {"url": f"http://127.0.0.1:{stack.ports['baseline']}/{code}", "status": 302}
@@ -283,7 +309,8 @@ def check(targets_, target_url):
             raise SystemExit(f"{name}: Location is {headers.get('location')!r}, expected {target_url!r}")
         if not redirects and json.loads(body).get("url") != target_url:
             raise SystemExit(f"{name}: the body is {body[:200]!r}")
-    say("each target checked once: D and N answer the link document, C, R, P (and B) redirect to its target")
+    say("each target checked once: D and N answer the link document, C, R, P, S (and B) redirect to "
+        "its target")
 
 
 def wrk(url, expected, connections, seconds, pinned, script):
@@ -311,7 +338,7 @@ def lookups_per_call(stack):
     """Each consumer's `consumer_backend_lookups_per_call` histogram now: {le: count} by server
     (the baseline's consumer, older than the histogram, has none)."""
     found = {}
-    for name in ("consumer", "consumer-redis", "consumer-postgres", "baseline"):
+    for name in ("consumer", "consumer-redis", "consumer-postgres", "consumer-tls", "baseline"):
         if name not in stack.ports:
             continue
         _, _, body = request(f"http://127.0.0.1:{stack.ports[name]}/metrics")
@@ -336,6 +363,39 @@ def histogram_between(before, after):
             previous = calls
         result[name] = counts
     return result
+
+
+HANDSHAKE_SCRIPT = WRK_SCRIPT + """
+-- A new connection for every request.
+wrk.headers["Connection"] = "close"
+"""
+
+
+def handshakes(stack, seconds, script, pinned):
+    """The upstream's CPU per `GET /livez` over HTTPS with connections kept, and with a new
+    connection (a TLS handshake) each time; the difference is what a handshake costs it."""
+    url = f"https://localhost:{stack.ports['upstream-tls']}/livez"
+    pids = stack.server_pids()["upstream-tls"]
+    handshake_script = Path(str(script) + ".close.lua")
+    handshake_script.write_text(HANDSHAKE_SCRIPT)
+    found = {}
+    try:
+        for label, used, connections in (("kept", script, 32), ("new", handshake_script, 8)):
+            wrk(url, 200, connections, 1, pinned, used)  # warm-up
+            before = cpu_ticks(pids)
+            run = wrk(url, 200, connections, seconds, pinned, used)
+            cpu = (cpu_ticks(pids) - before) / CLOCK_TICKS * 1e6 / max(run["requests"], 1)
+            found[label] = {"rps": run["rps"], "p50_us": run["p50_us"], "cpu_us": round(cpu, 2),
+                            "connections": connections,
+                            "errors": run["socket_errors"] + run["unexpected_statuses"]}
+    finally:
+        handshake_script.unlink()
+    found["handshake_cpu_us"] = round(found["new"]["cpu_us"] - found["kept"]["cpu_us"], 2)
+    say(f"  TLS to the upstream, GET /livez: connections kept {found['kept']['rps']:.0f} req/s, "
+        f"{found['kept']['cpu_us']} us CPU each; a new connection each {found['new']['rps']:.0f} "
+        f"req/s, {found['new']['cpu_us']} us CPU each: a handshake costs the upstream "
+        f"{found['handshake_cpu_us']} us")
+    return found
 
 
 def rotate(names, r):
@@ -380,20 +440,21 @@ def placement(binaries, pinned, rounds, c1_rounds, seconds, script, baseline=Non
                 run["round"] = r
                 c1_runs.append(run)
                 say(f"  -c1 round {r + 1} {name}: p50 {run['p50_us']:.0f} us  p99 {run['p99_us']:.0f} us")
+        handshake = handshakes(stack, seconds, script, pinned)
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return {"placement": label, "runs": runs, "c1_runs": c1_runs, "summary": summarize(runs, c1_runs),
-            "lookups_per_call_c32": batching}
+            "lookups_per_call_c32": batching, "tls_handshake": handshake}
 
 
 def summarize(runs, c1_runs):
     by = lambda runs_, name: [r for r in runs_ if r["target"] == name]
-    names = [name for name in "DNCRPB" if by(runs, name)]
+    names = [name for name in "DNCRPSB" if by(runs, name)]
     rounds = sorted({r["round"] for r in runs})
     rps = {(r["round"], r["target"]): r["rps"] for r in runs}
     ratios = {}
-    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("P", "C"), ("C", "B")):
+    for a, b in (("C", "N"), ("C", "D"), ("N", "D"), ("R", "C"), ("P", "C"), ("S", "C"), ("C", "B")):
         if a in names and b in names:
             ratios[f"{a}/{b}"] = median_min_max([rps[(n, a)] / rps[(n, b)] for n in rounds])
     absolute = {name: {key: round(statistics.median(r[key] for r in by(runs, name)), 1)
@@ -430,7 +491,8 @@ def report(result):
         say("  -c1 p50/p99 us: " + ", ".join(f"{name} {c1[name]['p50_us']:.0f}/{c1[name]['p99_us']:.0f}"
                                              for name in s["median"]))
         for hop, label in (("C", "the consumer's hop"), ("N", "nginx's hop"), ("R", "the hop to Redis"),
-                           ("P", "the hop to PostgreSQL"), ("B", "the baseline's hop")):
+                           ("P", "the hop to PostgreSQL"), ("S", "the hop over HTTPS"),
+                           ("B", "the baseline's hop")):
             if hop not in c1["hop_us"]:
                 continue
             p50, p99 = c1["hop_us"][hop]["p50_us"], c1["hop_us"][hop]["p99_us"]
@@ -440,16 +502,17 @@ def report(result):
 
 
 LABELS = {"D": "D upstream", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "P": "P on PostgreSQL",
-          "B": "B baseline"}
+          "S": "S over HTTPS", "B": "B baseline"}
 
 
 def svg(results, meta):
     """A bar chart of median req/s per target and placement, with the ratios."""
-    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "P": "#76b7b2", "B": "#bab0ac"}
+    colors = {"D": "#4e79a7", "N": "#f28e2b", "C": "#59a14f", "R": "#e15759", "P": "#76b7b2",
+              "S": "#edc948", "B": "#bab0ac"}
     names = {"D": "D direct", "N": "N nginx", "C": "C consumer", "R": "R on Redis", "P": "P on PostgreSQL",
-             "B": "B baseline"}
-    present = [name for name in "DNCRPB" if all(name in r["summary"]["median"] for r in results)]
-    width, height, left, top, bottom = 780, 360, 70, 50, 60
+             "S": "S over HTTPS", "B": "B baseline"}
+    present = [name for name in "DNCRPSB" if all(name in r["summary"]["median"] for r in results)]
+    width, height, left, top, bottom = max(780, 160 + 118 * len(present)), 360, 70, 50, 60
     highest = max(r["summary"]["median"][n]["rps"] for r in results for n in present) * 1.1
     step = nice_step(highest / 5)
     peak = step * math.ceil(highest / step)

@@ -222,7 +222,7 @@ impl Service<'_> {
                 .configure(configure.clone())
                 .wrap(Condition::new(!headers.is_empty(), every_response))
         })
-        .on_connect(crate::tls::mark_client_certificate);
+        .on_connect(crate::tls::on_connect);
         let server = self.settings.start(server, listener, tls)?;
         Ok(Serving {
             port,
