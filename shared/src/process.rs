@@ -1,8 +1,9 @@
 //! The process of a service binary: its `main`, written once for both.
 //!
 //! `healthcheck` as the first argument runs the subcommand images use as their `HEALTHCHECK`,
-//! and a binary may have subcommands of its own ([`Binary::subcommand`]); otherwise the logger is installed, the settings are read and the port bound (a bad value
-//! stops the process with status 2 and one line), and the service runs until stopped.
+//! and a binary may have subcommands of its own ([`Binary::subcommand`]); otherwise the logger
+//! is installed, the settings are read and the port bound (a bad value stops the process with
+//! status 2 and one line), and the service runs until stopped.
 
 use std::io;
 use std::process::ExitCode;
@@ -24,8 +25,7 @@ pub trait Binary: Sized {
     fn run_until_stopped(self) -> impl Future<Output = io::Result<()>>;
     /// Runs the subcommand `name` (the first argument) with the arguments after it, if the
     /// binary has one by that name (besides `healthcheck`).
-    fn subcommand(name: &str, args: &[String]) -> Option<ExitCode> {
-        let _ = (name, args);
+    fn subcommand(_name: &str, _args: &[String]) -> Option<ExitCode> {
         None
     }
 }
