@@ -778,10 +778,13 @@ def local_certificate(workload, container, path, binaries, work):
     binaries are probed at."""
     secret = mounted_secret(workload, container, path)
     made = work / "certs"
-    subprocess.run([str(binaries / "upstream"), "certs", str(made), "localhost"],
-                   check=True, capture_output=True)
+    if not (made / "ca.pem").exists():
+        subprocess.run([str(binaries / "upstream"), "certs", str(made), "localhost"],
+                       check=True, capture_output=True)
     here = work / f"secret-{secret}"
-    here.mkdir(exist_ok=True)
+    if here.exists():
+        return str(here / Path(path).name)
+    here.mkdir()
     for key, source in {"tls.crt": "localhost.pem", "tls.key": "localhost-key.pem",
                         "ca.crt": "ca.pem"}.items():
         shutil.copy(made / source, here / key)

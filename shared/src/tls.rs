@@ -59,33 +59,20 @@ impl TlsFiles {
     /// Reads the `TLS_*` variables: `None` when neither file is named, an error when one is
     /// named without the other.
     pub fn from_layers(layers: &Layers) -> Result<Option<Self>, ConfigError> {
-        let path = |variable| layers.parse_optional(variable, "a PEM file", text_owned);
-        let (cert, key) = (path("TLS_CERT_FILE")?, path("TLS_KEY_FILE")?);
-        let client_ca = path("TLS_CLIENT_CA_FILE")?;
-        match (cert, key) {
-            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+        let pair = certificate_and_key(layers, "TLS_CERT_FILE", "TLS_KEY_FILE")?;
+        let client_ca = layers.parse_optional("TLS_CLIENT_CA_FILE", "a PEM file", text_owned)?;
+        match (pair, client_ca) {
+            (Some((cert, key)), client_ca) => Ok(Some(TlsFiles {
                 cert,
                 key,
                 client_ca,
             })),
-            (None, None) => match client_ca {
-                Some(ca) => Err(ConfigError::invalid(
-                    "TLS_CLIENT_CA_FILE",
-                    &ca,
-                    "TLS_CERT_FILE and TLS_KEY_FILE set too: client certificates need TLS",
-                )),
-                None => Ok(None),
-            },
-            (Some(cert), None) => Err(ConfigError::invalid(
-                "TLS_CERT_FILE",
-                &cert,
-                "TLS_KEY_FILE set too (the certificate's private key)",
+            (None, Some(ca)) => Err(ConfigError::invalid(
+                "TLS_CLIENT_CA_FILE",
+                &ca,
+                "TLS_CERT_FILE and TLS_KEY_FILE set too: client certificates need TLS",
             )),
-            (None, Some(key)) => Err(ConfigError::invalid(
-                "TLS_KEY_FILE",
-                &key,
-                "TLS_CERT_FILE set too (the key's certificate)",
-            )),
+            (None, None) => Ok(None),
         }
     }
 
@@ -124,6 +111,30 @@ impl TlsFiles {
 
 fn text_owned(text: &str) -> Result<String, ()> {
     Ok(text.to_owned())
+}
+
+/// The paths a certificate variable and its key's variable name: both, or neither (an error
+/// naming the one set alone).
+pub fn certificate_and_key(
+    layers: &Layers,
+    cert_variable: &str,
+    key_variable: &str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    let path = |variable| layers.parse_optional(variable, "a PEM file", text_owned);
+    match (path(cert_variable)?, path(key_variable)?) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(cert), None) => Err(ConfigError::invalid(
+            cert_variable,
+            &cert,
+            format_args!("{key_variable} set too (the certificate's private key)"),
+        )),
+        (None, Some(key)) => Err(ConfigError::invalid(
+            key_variable,
+            &key,
+            format_args!("{cert_variable} set too (the key's certificate)"),
+        )),
+    }
 }
 
 /// Set in a connection's data when its client presented a certificate that verified against

@@ -149,6 +149,15 @@ pub fn missing(test: &str, why: &str) {
     skipped(test, why);
 }
 
+/// A port of 127.0.0.1 free now, for a server that cannot take port 0 and say which it got
+/// (`redis-server`, PostgreSQL).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// `program` on the `PATH`, if it is installed.
 pub fn installed(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)

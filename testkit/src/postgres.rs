@@ -82,13 +82,6 @@ async fn run(mut command: Command, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A directory for one server, owned by the user it runs as.
 fn server_dir(run_as: Option<(u32, u32)>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -140,7 +133,7 @@ impl PostgresServer {
 
     /// Starts the server on the data in `dir`, on a new port, and waits until it answers.
     async fn launch(dir: tempfile::TempDir, password: &str, run_as: Option<(u32, u32)>) -> Self {
-        let port = free_port();
+        let port = crate::free_port();
         let child = spawn(dir.path(), port, run_as);
         let server = PostgresServer {
             port,

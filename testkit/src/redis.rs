@@ -3,7 +3,6 @@
 //! `appendfsync always`). Where `redis-server` is not installed, [`RedisServer::start`] says
 //! that the test is SKIPPED and returns `None`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -55,8 +54,8 @@ impl RedisServer {
         };
         let dir = tempfile::tempdir().unwrap();
         // redis-server cannot take port 0 and say which it got: take a free one and hand it on.
-        let port = free_port();
-        let tls = certificate.map(|pair| (free_port(), pair));
+        let port = crate::free_port();
+        let tls = certificate.map(|pair| (crate::free_port(), pair));
         let child = spawn(&binary, &dir, port, password, tls.as_ref());
         let server = RedisServer {
             port,
@@ -125,13 +124,6 @@ impl RedisServer {
         })
         .await;
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn spawn(

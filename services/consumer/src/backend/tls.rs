@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 use shared::config::{ConfigError, Layers};
-use shared::tls::PemFile;
+use shared::tls::{PemFile, certificate_and_key};
 
 /// The verified TLS every attachment gets: roots and an optional client certificate.
 #[derive(Clone)]
@@ -44,32 +44,26 @@ struct Identity {
 }
 
 impl Identity {
-    /// The certificate and key the two variables name: both or neither.
-    fn read(cert: Option<String>, key: Option<String>) -> Result<Option<Self>, ConfigError> {
-        match (cert, key) {
-            (None, None) => Ok(None),
-            (Some(cert), Some(key)) => {
-                let cert_file = PemFile::read("UPSTREAM_CLIENT_CERT_FILE", &cert)?;
-                let key_file = PemFile::read("UPSTREAM_CLIENT_KEY_FILE", &key)?;
-                Ok(Some(Identity {
-                    chain: cert_file.certificates()?,
-                    key: Arc::new(key_file.private_key()?),
-                    key_path: key,
-                    cert_pem: cert_file.bytes().to_vec(),
-                    key_pem: key_file.bytes().to_vec(),
-                }))
-            }
-            (Some(cert), None) => Err(ConfigError::invalid(
-                "UPSTREAM_CLIENT_CERT_FILE",
-                &cert,
-                "UPSTREAM_CLIENT_KEY_FILE set too (the certificate's private key)",
-            )),
-            (None, Some(key)) => Err(ConfigError::invalid(
-                "UPSTREAM_CLIENT_KEY_FILE",
-                &key,
-                "UPSTREAM_CLIENT_CERT_FILE set too (the key's certificate)",
-            )),
-        }
+    /// The client certificate and key `UPSTREAM_CLIENT_CERT_FILE` and
+    /// `UPSTREAM_CLIENT_KEY_FILE` name, if they do.
+    fn read(layers: &Layers) -> Result<Option<Self>, ConfigError> {
+        let Some((cert, key)) = certificate_and_key(
+            layers,
+            "UPSTREAM_CLIENT_CERT_FILE",
+            "UPSTREAM_CLIENT_KEY_FILE",
+        )?
+        else {
+            return Ok(None);
+        };
+        let cert_file = PemFile::read("UPSTREAM_CLIENT_CERT_FILE", &cert)?;
+        let key_file = PemFile::read("UPSTREAM_CLIENT_KEY_FILE", &key)?;
+        Ok(Some(Identity {
+            chain: cert_file.certificates()?,
+            key: Arc::new(key_file.private_key()?),
+            key_path: key,
+            cert_pem: cert_file.bytes().to_vec(),
+            key_pem: key_file.bytes().to_vec(),
+        }))
     }
 }
 
@@ -86,11 +80,8 @@ impl TlsSettings {
     /// Reads `UPSTREAM_CA_FILE`, `UPSTREAM_CLIENT_CERT_FILE` and `UPSTREAM_CLIENT_KEY_FILE`, and
     /// every file they name.
     pub fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
-        let path = |variable| layers.parse_optional(variable, "a PEM file", text_owned);
-        let ca = path("UPSTREAM_CA_FILE")?;
-        let cert = path("UPSTREAM_CLIENT_CERT_FILE")?;
-        let key = path("UPSTREAM_CLIENT_KEY_FILE")?;
-        let ca = ca
+        let ca = layers
+            .parse_optional("UPSTREAM_CA_FILE", "a PEM file", text_owned)?
             .map(|path| PemFile::read("UPSTREAM_CA_FILE", &path))
             .transpose()?;
         let roots = match &ca {
@@ -103,7 +94,7 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots);
-        let identity = Identity::read(cert, key)?;
+        let identity = Identity::read(layers)?;
         let config = match &identity {
             None => builder.with_no_client_auth(),
             Some(identity) => builder
