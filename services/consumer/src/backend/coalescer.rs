@@ -8,19 +8,15 @@
 //! The rules:
 //!
 //! - At most [`Coalescer::new`]'s `calls` lookup calls are in flight. A lookup that arrives
-//!   while they all are waits in the queue; each call, when it ends, hands its slot to the next
-//!   up to [`MAX_LOOKUPS_PER_CALL`] waiting lookups, which go together in a new call.
+//!   while they all are waits in the queue; each call, when it ends, takes the next up to
+//!   [`MAX_LOOKUPS_PER_CALL`] waiting lookups into a new call.
 //! - A code asked for by several waiters in one call is looked up once.
 //! - Every waiter keeps its own deadline, counted from its arrival: one whose deadline passes
 //!   gets [`BackendError::Timeout`] while the call goes on for the others.
 //! - A waiter that goes away (its client disconnected) costs nothing: a code no live waiter
 //!   still wants is left out of the call.
-//! - No waiter's going away cancels a call. A lookup that finds a slot free is alone (nothing
-//!   waits while a slot is free), so its call runs in its own task, with nothing spawned and
-//!   nothing sent between tasks: a lone lookup pays nothing for the coalescing. Should it stop
-//!   waiting (its deadline, its client), its call is handed to a task of its own and ends
-//!   there. The calls for waiters in the queue run in tasks of their own from the start.
-//! - What a call runs ([`Fetch`]) is the backend's whole call, with its deadline, its one
+//! - A call runs in a task of its own, so that no waiter's going away cancels it for the
+//!   others; what it runs ([`Fetch`]) is the backend's whole call, with its deadline, its one
 //!   retry and its one verdict for the circuit breaker: a failed call is one failure, however
 //!   many waiters it carried.
 //! - A call carries the request id (`X-Request-Id`) of the first lookup it serves, so that a
@@ -28,11 +24,9 @@
 //!   failure under that id.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use shared::request_id::{self, RequestId};
 use tokio::sync::oneshot;
@@ -47,11 +41,9 @@ pub const MAX_LOOKUPS_PER_CALL: usize = 1000;
 /// value alone unreadable or too large).
 pub type Lookup = Result<Option<LinkDocument>, BackendError>;
 
-/// What one call answers: each code's lookup, in their order, or why the call failed.
-type Answers = Result<Vec<Lookup>, BackendError>;
-
 /// The backend call that looks up distinct codes, answering each in their order.
-pub type Fetch = Arc<dyn Fn(Vec<Code>) -> BoxFuture<'static, Answers> + Send + Sync>;
+pub type Fetch =
+    Arc<dyn Fn(Vec<Code>) -> BoxFuture<'static, Result<Vec<Lookup>, BackendError>> + Send + Sync>;
 
 /// A lookup waiting for a call.
 struct Waiter {
@@ -60,8 +52,6 @@ struct Waiter {
     answer: oneshot::Sender<Lookup>,
 }
 
-/// Lookups waiting, and calls in flight. Nothing waits while fewer than `calls` are in flight:
-/// a lookup waits only when every slot is taken, and a slot is given up only when nothing waits.
 struct Queue {
     waiting: Vec<Waiter>,
     in_flight: usize,
@@ -99,65 +89,49 @@ impl Coalescer {
     /// The link stored under `code`, looked up together with whatever else is waiting; at
     /// most `deadline` from now.
     pub async fn lookup(self: &Arc<Self>, code: Code, deadline: Duration) -> Lookup {
-        let request_id = request_id::current();
-        let answered = {
-            let mut queue = self.queue();
+        let (answer, answered) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().expect("the queue lock");
+            queue.waiting.push(Waiter {
+                code,
+                request_id: request_id::current(),
+                answer,
+            });
             if queue.in_flight < self.calls {
-                debug_assert!(queue.waiting.is_empty(), "lookups wait beside a free slot");
                 queue.in_flight += 1;
-                None
+                Some(take(&mut queue.waiting))
             } else {
-                let (answer, answered) = oneshot::channel();
-                queue.waiting.push(Waiter {
-                    code: code.clone(),
-                    request_id: request_id.clone(),
-                    answer,
-                });
-                Some(answered)
+                None
             }
         };
-        let Some(answered) = answered else {
-            return self.call_alone(code, request_id, deadline).await;
-        };
+        if let Some(waiters) = start {
+            tokio::spawn(self.clone().run(waiters));
+        }
         match tokio::time::timeout(deadline, answered).await {
             Ok(Ok(lookup)) => lookup,
-            Ok(Err(_)) => Err(ended_without_an_answer()),
+            Ok(Err(_)) => Err(BackendError::Failed(
+                "the lookup's call ended without an answer".to_owned(),
+            )),
             Err(_) => Err(BackendError::Timeout(deadline)),
         }
     }
 
-    /// A lone lookup's call, in the waiter's own task while it waits (see [`Alone`]).
-    async fn call_alone(
-        self: &Arc<Self>,
-        code: Code,
-        request_id: Option<RequestId>,
-        deadline: Duration,
-    ) -> Lookup {
-        let slot = Slot(self.clone());
-        (self.observe)(1);
-        let fetch = (self.fetch)(vec![code]);
-        let call: BoxFuture<'static, Answers> = match request_id {
-            // Scoped again, for the task it may be handed to.
-            Some(id) => Box::pin(request_id::scope(id, fetch)),
-            None => fetch,
+    /// One slot of the calls in flight: calls `waiters`, then whatever waits meanwhile, until
+    /// nothing does.
+    async fn run(self: Arc<Self>, mut waiters: Vec<Waiter>) {
+        let mut slot = Slot {
+            coalescer: &self,
+            held: true,
         };
-        let mut alone = Alone {
-            call: Some(call),
-            slot: Some(slot),
-        };
-        let call = alone.call.as_mut().expect("the call, not yet ended");
-        let ended = tokio::time::timeout(deadline, AssertUnwindSafe(call).catch_unwind()).await;
-        match ended {
-            // Still under way: `alone`, dropped, hands the call to a task of its own.
-            Err(_) => Err(BackendError::Timeout(deadline)),
-            Ok(ended) => {
-                alone.call = None;
-                match ended {
-                    Ok(answers) => answer(&answers, 0),
-                    // The call panicked, as a bug would: it must not be polled again.
-                    Err(_) => Err(ended_without_an_answer()),
-                }
+        loop {
+            self.call(waiters).await;
+            let mut queue = self.queue.lock().expect("the queue lock");
+            if queue.waiting.is_empty() {
+                queue.in_flight -= 1;
+                slot.held = false;
+                return;
             }
+            waiters = take(&mut queue.waiting);
         }
     }
 
@@ -189,92 +163,36 @@ impl Coalescer {
             .map(|waiter| index[waiter.code.as_str()])
             .collect();
         for (waiter, slot) in waiters.into_iter().zip(slots) {
+            let lookup = match &answers {
+                Ok(answers) => answers.get(slot).cloned().unwrap_or_else(|| {
+                    Err(BackendError::Malformed(
+                        "fewer answers than codes asked".to_owned(),
+                    ))
+                }),
+                Err(error) => Err(error.clone()),
+            };
             // A waiter gone meanwhile is simply not told.
-            let _ = waiter.answer.send(answer(&answers, slot));
+            let _ = waiter.answer.send(lookup);
         }
     }
-
-    /// Gives a slot up, or, when lookups wait, hands it to a call for the next of them, in a
-    /// task of its own.
-    fn release(self: &Arc<Self>) {
-        let runtime = tokio::runtime::Handle::try_current();
-        let mut queue = self.queue();
-        let (Ok(runtime), false) = (runtime, queue.waiting.is_empty()) else {
-            queue.in_flight -= 1;
-            // Without a runtime (it is shutting down) waiters can only be dropped, which tells
-            // them their call ended without an answer.
-            let dropped = std::mem::take(&mut queue.waiting);
-            drop(queue);
-            drop(dropped);
-            return;
-        };
-        let waiters = take(&mut queue.waiting);
-        drop(queue);
-        runtime.spawn(Slot(self.clone()).call(waiters));
-    }
-
-    /// The queue, even after a call panicked while holding its lock (it holds no invariant a
-    /// panic could break half-way).
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
-/// One slot of the calls in flight, released when dropped: when its call ends, when its call
-/// panicked, or when the runtime shuts down. A failure so costs its own waiters, who are told
-/// their call ended without an answer, and never a slot.
-struct Slot(Arc<Coalescer>);
-
-impl Slot {
-    /// Calls `waiters` in this slot, then releases it.
-    async fn call(self, waiters: Vec<Waiter>) {
-        self.0.call(waiters).await;
-    }
+/// A slot of the calls in flight, given back if its task ends without giving it back itself (a
+/// call that panicked, or a runtime shutting down): a failure then costs its own waiters, who
+/// are told their call ended without an answer, and never a slot.
+struct Slot<'a> {
+    coalescer: &'a Coalescer,
+    held: bool,
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
-/// A lone lookup's call, run in the waiter's task. If the waiter stops waiting before the call
-/// ends, the call is handed to a task of its own, and ends there (its verdict counts for the
-/// circuit breaker) before its slot is released.
-struct Alone {
-    call: Option<BoxFuture<'static, Answers>>,
-    slot: Option<Slot>,
-}
-
-impl Drop for Alone {
-    fn drop(&mut self) {
-        if let (Some(call), Some(slot)) = (self.call.take(), self.slot.take())
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        if self.held
+            && let Ok(mut queue) = self.coalescer.queue.lock()
         {
-            runtime.spawn(async move {
-                let _ = call.await;
-                drop(slot);
-            });
+            queue.in_flight -= 1;
         }
     }
-}
-
-/// The answer at `slot` of a call's `answers`.
-fn answer(answers: &Answers, slot: usize) -> Lookup {
-    match answers {
-        Ok(answers) => answers.get(slot).cloned().unwrap_or_else(|| {
-            Err(BackendError::Malformed(
-                "fewer answers than codes asked".to_owned(),
-            ))
-        }),
-        Err(error) => Err(error.clone()),
-    }
-}
-
-fn ended_without_an_answer() -> BackendError {
-    BackendError::Failed("the lookup's call ended without an answer".to_owned())
 }
 
 /// The first [`MAX_LOOKUPS_PER_CALL`] of `waiting`, in their order of arrival.
@@ -298,8 +216,6 @@ mod tests {
     /// `https://example.com/{code}`, or fails every call with `fail`.
     struct Fake {
         asked: Mutex<Vec<Vec<String>>>,
-        /// The task each call started in.
-        tasks: Mutex<Vec<tokio::task::Id>>,
         gate: Option<Arc<Semaphore>>,
         fail: Option<BackendError>,
         started: AtomicUsize,
@@ -308,7 +224,6 @@ mod tests {
     fn fake(gate: Option<Arc<Semaphore>>, fail: Option<BackendError>) -> Arc<Fake> {
         Arc::new(Fake {
             asked: Mutex::default(),
-            tasks: Mutex::default(),
             gate,
             fail,
             started: AtomicUsize::new(0),
@@ -320,7 +235,6 @@ mod tests {
         let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
             let backend = backend.clone();
             Box::pin(async move {
-                backend.tasks.lock().unwrap().push(tokio::task::id());
                 backend.started.fetch_add(1, Ordering::SeqCst);
                 if let Some(gate) = &backend.gate {
                     gate.acquire().await.unwrap().forget();
@@ -378,60 +292,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lone_lookup_is_called_at_once_alone_in_its_own_task() {
+    async fn a_lone_lookup_is_called_at_once_alone() {
         let backend = fake(None, None);
         let coalescer = coalescer(&backend, 4);
-        let (task, lookup) =
-            tokio::spawn(
-                async move { (tokio::task::id(), coalescer.lookup(code("a"), LONG).await) },
-            )
-            .await
-            .unwrap();
+        let lookup = coalescer.lookup(code("a"), LONG).await;
         assert_eq!(url(&lookup), "https://example.com/a");
         assert_eq!(*backend.asked.lock().unwrap(), vec![vec!["a".to_owned()]]);
-        assert_eq!(*backend.tasks.lock().unwrap(), vec![task]);
-    }
-
-    /// A lone lookup's call, whose waiter stops waiting (`stop`) before it ends: the call goes on
-    /// to its end, holding its slot, and a lookup that arrived meanwhile is called after it.
-    async fn a_lone_call_outlives_its_waiter<F: Future<Output = ()>>(
-        stop: impl FnOnce(tokio::task::JoinHandle<Lookup>) -> F,
-    ) {
-        let gate = Arc::new(Semaphore::new(0));
-        let backend = fake(Some(gate.clone()), None);
-        let coalescer = coalescer(&backend, 1);
-        let alone = spawn_lookup(&coalescer, "a", Duration::from_millis(50));
-        until("the call starts", || {
-            backend.started.load(Ordering::SeqCst) == 1
-        })
-        .await;
-        stop(alone).await;
-        let behind = spawn_lookup(&coalescer, "b", LONG);
-        until("a lookup waits", || queued(&coalescer) == 1).await;
-        gate.add_permits(2);
-        assert_eq!(url(&behind.await.unwrap()), "https://example.com/b");
-        assert_eq!(*backend.asked.lock().unwrap(), vec![vec!["a"], vec!["b"]]);
-    }
-
-    #[tokio::test]
-    async fn a_lone_call_goes_on_when_its_waiters_deadline_passes() {
-        a_lone_call_outlives_its_waiter(|alone| async move {
-            let lookup = alone.await.unwrap();
-            assert!(
-                matches!(lookup, Err(BackendError::Timeout(_))),
-                "{lookup:?}"
-            );
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn a_lone_call_goes_on_when_its_waiter_goes_away() {
-        a_lone_call_outlives_its_waiter(|alone| async move {
-            alone.abort();
-            assert!(alone.await.unwrap_err().is_cancelled());
-        })
-        .await;
     }
 
     #[tokio::test]
