@@ -89,6 +89,23 @@ def build(profile):
     return ROOT / "target" / profile
 
 
+def build_baseline(rev, profile):
+    """The consumer as commit `rev` built it, from a temporary worktree, into target/baseline/."""
+    commit = subprocess.run(["git", "rev-parse", "--short", f"{rev}^{{commit}}"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    say(f"building the baseline consumer of {commit} (cargo build --profile {profile})")
+    tree = Path(tempfile.mkdtemp(prefix="portbound-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(tree), commit], cwd=ROOT,
+                   check=True)
+    try:
+        subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", profile, "-p", "consumer"],
+                       cwd=tree, check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "baseline")})
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
+    return ROOT / "target" / "baseline" / profile / "consumer", commit
+
+
 def request(url, method="GET", body=None, context=None):
     """One request, redirects not followed; over HTTPS verified by `context` (an ssl context)."""
     data = json.dumps(body).encode() if body is not None else None

@@ -52,12 +52,11 @@ import subprocess
 import sys
 import ssl
 import tempfile
-import time
 from pathlib import Path
 
-from benchkit import (CLOCK_TICKS, POSTGRES_BIN, RESULTS, ROOT, WRK_UNEXPECTED, Postgres, Redis, build,
-                      cpu_ticks, ensure_debian_tools, free_port, machine, nice_step, parse_wrk, request,
-                      say, stop_cleanly_on_sigterm, wait_ready)
+from benchkit import (CLOCK_TICKS, POSTGRES_BIN, RESULTS, WRK_UNEXPECTED, Postgres, Redis, build,
+                      build_baseline, cpu_ticks, ensure_debian_tools, free_port, machine, nice_step,
+                      parse_wrk, request, say, stop_cleanly_on_sigterm, wait_ready)
 
 SEED_LINKS = 1000
 
@@ -142,23 +141,6 @@ http {{
     }}
 }}
 """
-
-
-def build_baseline(rev, profile):
-    """The consumer as commit `rev` built it, from a temporary worktree, into target/baseline/."""
-    commit = subprocess.run(["git", "rev-parse", "--short", f"{rev}^{{commit}}"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout.strip()
-    say(f"building the baseline consumer of {commit} (cargo build --profile {profile})")
-    tree = Path(tempfile.mkdtemp(prefix="portbound-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(tree), commit], cwd=ROOT,
-                   check=True)
-    try:
-        subprocess.run(["cargo", "build", "--quiet", "--locked", "--profile", profile, "-p", "consumer"],
-                       cwd=tree, check=True,
-                       env={**os.environ, "CARGO_TARGET_DIR": str(ROOT / "target" / "baseline")})
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
-    return ROOT / "target" / "baseline" / profile / "consumer", commit
 
 
 class Stack:

@@ -5,6 +5,8 @@ that holds every call), measured on 127.0.0.1 only.
     python3 bench/scale.py                  # build, seed, measure, write bench/results/scale.*
     python3 bench/scale.py --links 1000,100000   # fewer sizes, for a quick look
     python3 bench/scale.py --chart-only     # redraw scale.svg from scale.json
+    python3 bench/scale.py --baseline 85cca2a    # and the consumer of that commit beside this
+                                                 # one, on the same backends in the same runs
 
 Placement as hop.py's gating one: every server pinned to core 1 with one worker, wrk on core 0.
 The upstream runs without a token and with its data in a temporary directory; it is seeded
@@ -20,6 +22,8 @@ up to each size in turn. Sections:
                and seeded directly (redis-cli --pipe; INSERT … SELECT generate_series) with the
                documents the consumer writes: req/s and p99, the backend's memory (Redis) or
                database size (PostgreSQL), and the consumer's /api/status at -c1
+  before       with --baseline REV, in both sections above: the same redirects from the consumer
+               built from REV, attached beside this one to the same backend, right after it
   probes       at each size: /v1/info, the consumer's /readyz and /api/status at -c1
   connections  at the first size: 32, 256 and 1024 connections against D and C: req/s, p99,
                errors, and each server's RSS after
@@ -51,9 +55,9 @@ import threading
 import time
 from pathlib import Path
 
-from benchkit import (POSTGRES_BIN, RESULTS, WRK_UNEXPECTED, Postgres, Redis, build, ensure_debian_tools,
-                      free_port, machine, memory_kib, nice_step, parse_wrk, request, say,
-                      stop_cleanly_on_sigterm, wait_ready)
+from benchkit import (POSTGRES_BIN, RESULTS, WRK_UNEXPECTED, Postgres, Redis, build, build_baseline,
+                      ensure_debian_tools, free_port, machine, memory_kib, nice_step, parse_wrk,
+                      request, say, stop_cleanly_on_sigterm, wait_ready)
 
 SIZES = [1_000, 100_000, 1_000_000]
 CONNECTIONS = [32, 256, 1024]
@@ -126,11 +130,12 @@ class Servers:
     def __init__(self, binaries, workdir):
         self.binaries, self.workdir, self.processes = binaries, workdir, []
 
-    def start(self, name, env):
+    def start(self, name, env, binary=None):
+        """The binary the name begins with (or `binary`), started and ready."""
         port = free_port()
         log = open(self.workdir / f"{name}.log", "w")
         process = subprocess.Popen(
-            ["taskset", "-c", "1", str(self.binaries / name.split("-")[0])],
+            ["taskset", "-c", "1", str(binary or self.binaries / name.split("-")[0])],
             env={"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": str(port),
                  "WORKERS": "1", "RUST_LOG": "info,actix_web::middleware::logger=warn", **env},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -232,32 +237,52 @@ def run_line(run):
             f"  errors {run['socket_errors'] + run['unexpected_statuses']}")
 
 
-def links_section(servers, upstream, consumer, workdir, sizes, have, seconds, scripts):
-    """At each size (links up to `have` are stored already)."""
+def redirects(url, size, seconds, scripts, **labels):
+    """Redirects from the consumer at `url` with codes drawn uniformly, then by Zipf's law; each
+    run labelled and said, and the seconds of redirects (warm-up included)."""
+    runs, took = [], 0.0
+    for draw in ("uniform", "zipf"):
+        warm_up = parse_wrk(wrk(url, 32, 1, scripts["read"], ("/", size, draw, 302)))
+        run = parse_wrk(wrk(url, 32, seconds, scripts["read"], ("/", size, draw, 302)))
+        took += sum(r["requests"] / r["rps"] for r in (warm_up, run))
+        run.update(links=size, draw=draw, **labels)
+        runs.append(run)
+        before = " before" if run.get("before") else ""
+        say(f"  {size:>8} links  {run['target']}{before} {draw:<7} {run_line(run)}")
+    return runs, took
+
+
+def links_section(servers, upstream, consumers, workdir, sizes, have, seconds, scripts):
+    """At each size (links up to `have` are stored already); `consumers` are this consumer and,
+    with --baseline, the one before it."""
     results, probes, clicks = [], [], []
     upstream_process = servers.processes[0]
+    consumer = consumers[0]
     for size in sizes:
         if size > have:
             seed(upstream, have, size, scripts)
             have = size
-        clicks_flushed(consumer)
+        for url in consumers:
+            clicks_flushed(url)
         keys_before = idempotency_keys(workdir)
-        sent_before = metric(consumer, "consumer_clicks_sent_total")
+        sent_before = sum(metric(url, "consumer_clicks_sent_total") for url in consumers)
         seconds_of_redirects = 0.0
-        for target, url, prefix, expected in (("D", upstream, "/v1/kv/links/", 200),
-                                              ("C", consumer, "/", 302)):
-            for draw in ("uniform", "zipf"):
-                warm_up = parse_wrk(wrk(url, 32, 1, scripts["read"], (prefix, size, draw, expected)))
-                run = parse_wrk(wrk(url, 32, seconds, scripts["read"], (prefix, size, draw, expected)))
-                if target == "C":
-                    seconds_of_redirects += sum(r["requests"] / r["rps"] for r in (warm_up, run))
-                run.update(links=size, target=target, draw=draw)
-                results.append(run)
-                say(f"  {size:>8} links  {target} {draw:<7} {run_line(run)}")
-        clicks_flushed(consumer)
+        for draw in ("uniform", "zipf"):
+            wrk(upstream, 32, 1, scripts["read"], ("/v1/kv/links/", size, draw, 200))  # warm-up
+            run = parse_wrk(wrk(upstream, 32, seconds, scripts["read"], ("/v1/kv/links/", size, draw, 200)))
+            run.update(links=size, target="D", draw=draw)
+            results.append(run)
+            say(f"  {size:>8} links  D {draw:<7} {run_line(run)}")
+        for url, labels in zip(consumers, ({"target": "C"}, {"target": "C", "before": True})):
+            runs, took = redirects(url, size, seconds, scripts, **labels)
+            results += runs
+            seconds_of_redirects += took
+        for url in consumers:
+            clicks_flushed(url)
+        sent = sum(metric(url, "consumer_clicks_sent_total") for url in consumers) - sent_before
         added = idempotency_keys(workdir) - keys_before
         clicks.append({"links": size, "redirect_seconds": round(seconds_of_redirects, 1),
-                       "clicks_sent": int(metric(consumer, "consumer_clicks_sent_total") - sent_before),
+                       "clicks_sent": int(sent),
                        "idempotency_keys_added": added,
                        "keys_per_redirect_second": round(added / seconds_of_redirects, 1)})
         say(f"  {size:>8} links: {added} idempotency keys kept for {clicks[-1]['clicks_sent']} clicks "
@@ -265,8 +290,9 @@ def links_section(servers, upstream, consumer, workdir, sizes, have, seconds, sc
             f"{added / seconds_of_redirects * 86400 / 1e6:.1f} million a day at that rate")
         rss = memory_kib(upstream_process.pid) / 1024
         size_mib = database_bytes(workdir) / 2**20
-        for run in results[-4:]:
-            run.update(upstream_rss_mib=round(rss, 1), database_mib=round(size_mib, 1))
+        for run in results:
+            if run["links"] == size:
+                run.update(upstream_rss_mib=round(rss, 1), database_mib=round(size_mib, 1))
         say(f"  {size:>8} links: upstream RSS {rss:.1f} MiB, database {size_mib:.1f} MiB")
         for name, url in (("/v1/info", f"{upstream}/v1/info"), ("consumer /readyz", f"{consumer}/readyz"),
                           ("consumer /api/status", f"{consumer}/api/status")):
@@ -312,8 +338,9 @@ def backend_stored(kind, backend):
     return {"postgres_database_mib": round(size / 2**20, 1)}
 
 
-def kinds_section(binaries, sizes, seconds, scripts):
-    """Redirects at each size from a consumer on Redis (R) and on PostgreSQL (P)."""
+def kinds_section(binaries, baseline, sizes, seconds, scripts):
+    """Redirects at each size from a consumer on Redis (R) and on PostgreSQL (P); with a
+    `baseline` binary, from that consumer too, attached beside it."""
     results, probes = [], []
     for kind, name in (("R", "redis"), ("P", "postgres")):
         workdir = Path(tempfile.mkdtemp(prefix=f"portbound-scale-{name}-"))
@@ -323,18 +350,19 @@ def kinds_section(binaries, sizes, seconds, scripts):
             backend = Redis(workdir, pinned=True) if kind == "R" else Postgres(pinned=True)
             # The consumer first: on PostgreSQL it creates the tables it is then seeded into.
             consumer, _ = servers.start(f"consumer-{name}", {"UPSTREAM_URL": backend.url()})
+            before = (servers.start(f"consumer-{name}-before", {"UPSTREAM_URL": backend.url()},
+                                    binary=baseline)[0] if baseline else None)
             have = 0
             for size in sizes:
                 started = time.monotonic()
                 (seed_redis if kind == "R" else seed_postgres)(backend, have, size)
                 say(f"  {kind}: seeded links {have} to {size - 1} in {time.monotonic() - started:.1f} s")
                 have = size
-                for draw in ("uniform", "zipf"):
-                    wrk(consumer, 32, 1, scripts["read"], ("/", size, draw, 302))  # warm-up
-                    run = parse_wrk(wrk(consumer, 32, seconds, scripts["read"], ("/", size, draw, 302)))
-                    run.update(links=size, target=kind, draw=draw, **backend_stored(kind, backend))
-                    results.append(run)
-                    say(f"  {size:>8} links  {kind} {draw:<7} {run_line(run)}")
+                stored = backend_stored(kind, backend)
+                results += redirects(consumer, size, seconds, scripts, target=kind, **stored)[0]
+                if before:
+                    results += redirects(before, size, seconds, scripts, target=kind, before=True,
+                                         **stored)[0]
                 say(f"  {size:>8} links: {backend_stored(kind, backend)}")
                 output = wrk(f"{consumer}/api/status", 1, 2, scripts["status"])
                 run = parse_wrk(output)
@@ -352,17 +380,21 @@ def kinds_section(binaries, sizes, seconds, scripts):
     return results, probes
 
 
-def connections_section(servers, upstream, consumer, size, seconds, scripts):
+def connections_section(servers, upstream, consumers, size, seconds, scripts):
     results = []
     pids = {"upstream": servers.processes[0].pid, "consumer": servers.processes[1].pid}
+    if len(consumers) > 1:
+        pids["consumer before"] = servers.processes[2].pid
+    targets = [("D", upstream, "/v1/kv/links/", 200, {}), ("C", consumers[0], "/", 302, {})]
+    targets += [("C", url, "/", 302, {"before": True}) for url in consumers[1:]]
     for connections in CONNECTIONS:
-        for target, url, prefix, expected in (("D", upstream, "/v1/kv/links/", 200),
-                                              ("C", consumer, "/", 302)):
+        for target, url, prefix, expected, labels in targets:
             run = parse_wrk(wrk(url, connections, seconds, scripts["read"], (prefix, size, "uniform", expected)))
-            run.update(connections=connections, target=target,
+            run.update(connections=connections, target=target, **labels,
                        rss_mib={name: round(memory_kib(pid) / 1024, 1) for name, pid in pids.items()})
             results.append(run)
-            say(f"  -c{connections:<5} {target} {run_line(run)}  RSS {run['rss_mib']}")
+            before = " before" if labels else ""
+            say(f"  -c{connections:<5} {target}{before} {run_line(run)}  RSS {run['rss_mib']}")
     return results
 
 
@@ -460,14 +492,21 @@ def svg(results, meta):
               ("R", "uniform"): "#e15759", ("R", "zipf"): "#ff9d9a",
               ("P", "uniform"): "#76b7b2", ("P", "zipf"): "#b3e0dc"}
     for n, ((target, draw), color) in enumerate(colors.items()):
-        points = [(x[r["links"]], y(r["rps"])) for r in runs if r["target"] == target and r["draw"] == draw]
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2.5"/>')
-        parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{color}"/>' for px, py in points)
+        for before, dashes in ((False, ""), (True, ' stroke-dasharray="6 4"')):
+            points = [(x[r["links"]], y(r["rps"])) for r in runs
+                      if r["target"] == target and r["draw"] == draw and bool(r.get("before")) == before]
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2.5"{dashes}/>')
+            parts.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{color}"/>' for px, py in points)
         name = {"D": "D direct GET", "C": "C redirect", "R": "R on Redis", "P": "P on PostgreSQL"}[target]
         ly = top + 20 * n
         parts.append(f'<rect x="{width - right + 20}" y="{ly}" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{width - right + 34}" y="{ly + 9}">{name}, {draw}</text>')
+    if any(r.get("before") for r in runs):
+        ly = top + 20 * len(colors) + 8
+        parts.append(f'<line x1="{width - right + 18}" x2="{width - right + 32}" y1="{ly + 5}" y2="{ly + 5}" '
+                     f'stroke="#555" stroke-width="2.5" stroke-dasharray="6 4"/>')
+        parts.append(f'<text x="{width - right + 34}" y="{ly + 9}">dashed: before ({meta["baseline"]})</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -481,6 +520,8 @@ def main():
     parser.add_argument("--profile", default="perf", help="cargo profile to build (default perf)")
     parser.add_argument("--chart-only", action="store_true",
                         help="redraw bench/results/scale.svg from scale.json without measuring")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the redirects of the consumer built from this commit")
     args = parser.parse_args()
     if args.chart_only:
         saved = json.loads((RESULTS / "scale.json").read_text())
@@ -492,6 +533,7 @@ def main():
     ensure_debian_tools((("wrk", "wrk"), ("redis-server", "redis-server"),
                          (str(POSTGRES_BIN / "postgres"), "postgresql-15")))
     binaries = build(args.profile)
+    baseline, baseline_commit = build_baseline(args.baseline, args.profile) if args.baseline else (None, None)
     scratch = Path(tempfile.mkdtemp(prefix="portbound-scale-"))
     scripts = {name: scratch / f"{name}.lua" for name in ("read", "write", "status")}
     for name, text in (("read", READ_SCRIPT), ("write", WRITE_SCRIPT), ("status", STATUS_SCRIPT)):
@@ -504,17 +546,21 @@ def main():
         try:
             upstream, _ = servers.start("upstream", {"DATABASE_PATH": str(workdir / "upstream.sqlite3")})
             consumer, _ = servers.start("consumer", {"UPSTREAM_URL": f"{upstream}/"})
+            consumers = [consumer]
+            if baseline:
+                consumers.append(servers.start("consumer-before", {"UPSTREAM_URL": f"{upstream}/"},
+                                               binary=baseline)[0])
             say(f"\n== connections, at {sizes[0]} links")
             seed(upstream, 0, sizes[0], scripts)
-            results["connections"] = connections_section(servers, upstream, consumer, sizes[0],
+            results["connections"] = connections_section(servers, upstream, consumers, sizes[0],
                                                          args.seconds, scripts)
             say("\n== links and probes")
             results["links"], results["probes"], results["clicks"] = links_section(
-                servers, upstream, consumer, workdir, sizes, sizes[0], args.seconds, scripts)
+                servers, upstream, consumers, workdir, sizes, sizes[0], args.seconds, scripts)
         finally:
             servers.stop()
         say("\n== the same redirects on Redis (R) and PostgreSQL (P)")
-        kinds, kind_probes = kinds_section(binaries, sizes, args.seconds, scripts)
+        kinds, kind_probes = kinds_section(binaries, baseline, sizes, args.seconds, scripts)
         results["links"] += kinds
         results["probes"] += kind_probes
         say("\n== durable writes (a fresh upstream for each run)")
@@ -524,7 +570,7 @@ def main():
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     meta = {**machine(), "command": " ".join(["python3 bench/scale.py", *sys.argv[1:]]),
-            "profile": args.profile,
+            "profile": args.profile, "baseline": baseline_commit,
             "placement": "servers on core 1 with one worker each, wrk -t1 on core 0",
             "wrk": f"-d{args.seconds}s per run, -c32 unless said; probes -c1 -d2s"}
     RESULTS.mkdir(parents=True, exist_ok=True)
