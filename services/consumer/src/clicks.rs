@@ -3,9 +3,9 @@
 //! A redirect only bumps an in-memory count for its code ([`Clicks::record`], a map update
 //! under a mutex). A background task sends the counts every `CLICK_FLUSH_INTERVAL`: the codes
 //! clicked since the last flush, up to [`MAX_BATCH_CODES`] to a batch, each batch in one atomic
-//! call with its own `Idempotency-Key`, one batch after another. So the backend remembers one key per batch — at most
-//! `ceil(codes clicked / 1000)` a flush, whatever the number of codes or clicks — and a flush
-//! is one durable write for up to a thousand codes.
+//! call with its own `Idempotency-Key`, one batch after another. So the backend remembers one
+//! key per batch — at most `ceil(codes clicked / 1000)` a flush, whatever the number of codes
+//! or clicks — and a flush is one durable write for up to a thousand codes.
 //!
 //! A batch that fails on the way (backend away, circuit open, deadline) is kept whole with its
 //! key, so sending it again can never count it twice, and new clicks go into a new batch. What
