@@ -4,9 +4,10 @@
 //! Keys, readable with `redis-cli`:
 //!
 //! - `portbound:links:{code}`: the link document, JSON, written only if absent (`SET … NX`),
-//!   read by a Lua script that takes at most [`MAX_DOCUMENT_BYTES`] and one byte more of each
-//!   (`GETRANGE`), so that a huge value planted under a link's key is refused without being
-//!   read whole, and without holding the shared connection while it would be sent;
+//!   read by `GETRANGE`s pipelined in one round trip, each taking at most
+//!   [`MAX_DOCUMENT_BYTES`] and one byte more, so that a huge value planted under a link's key
+//!   is refused without being read whole, and without holding the shared connection while it
+//!   would be sent;
 //! - `portbound:clicks:{code}`: the click count (`INCRBY`);
 //! - `portbound:batches:{idempotency key}`: a click batch already counted, kept 24 hours. A
 //!   Lua script checks it and adds to every code of the batch in one atomic step, so a batch
@@ -21,10 +22,11 @@
 //! once on a connection still being remade. Wrong credentials are `Rejected` (502); neither
 //! the password nor a value is ever logged.
 
+use std::collections::HashSet;
 use std::sync::RwLock;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 
 use super::attachment::RedisAttachment;
 use super::coalescer::Lookup;
@@ -49,25 +51,6 @@ end
 return 1
 ";
 
-/// Reads the links at `KEYS`, each at most `ARGV[1]` bytes and one more: for each key its
-/// value, or `false` where there is none, or the integer -1 where the key holds something
-/// that is not a string. A value of `ARGV[1]` bytes and one more is too large for a link
-/// document, and is refused as such.
-const READ_BOUNDED: &str = r"
-local found = {}
-for i = 1, #KEYS do
-  local value = redis.pcall('GETRANGE', KEYS[i], 0, ARGV[1])
-  if type(value) == 'table' then
-    found[i] = -1
-  elseif value == '' and redis.call('EXISTS', KEYS[i]) == 0 then
-    found[i] = false
-  else
-    found[i] = value
-  end
-end
-return found
-";
-
 /// A Redis server holding links and clicks.
 pub struct RedisStore {
     client: redis::Client,
@@ -80,7 +63,6 @@ pub struct RedisStore {
     /// The host a TLS certificate must name.
     host: String,
     add_once: Script,
-    read_bounded: Script,
 }
 
 /// A command under way on a connection; dropped before [`Unfinished::finished`] (its deadline
@@ -142,7 +124,6 @@ impl RedisStore {
             address: attachment.address(),
             host: attachment.host().to_owned(),
             add_once: Script::new(ADD_ONCE),
-            read_bounded: Script::new(READ_BOUNDED),
         }
     }
 
@@ -215,14 +196,18 @@ impl Store for RedisStore {
 
     fn links<'a>(&'a self, codes: &'a [Code]) -> Attempt<'a, Vec<Lookup>> {
         Box::pin(async move {
-            let mut invocation = self.read_bounded.prepare_invoke();
-            invocation.arg(MAX_DOCUMENT_BYTES);
+            let mut reads = redis::pipe();
+            reads.ignore_errors();
             for code in codes {
-                invocation.key(link_key(code));
+                reads
+                    .cmd("GETRANGE")
+                    .arg(link_key(code))
+                    .arg(0)
+                    .arg(MAX_DOCUMENT_BYTES);
             }
             let (mut connection, unfinished) = self.connection().await?;
-            let found: Vec<Value> =
-                unfinished.finished(invocation.invoke_async(&mut connection).await)?;
+            let found: Vec<RedisResult<Vec<u8>>> =
+                unfinished.finished(reads.query_async(&mut connection).await)?;
             if found.len() != codes.len() {
                 return Err(BackendError::Malformed(format!(
                     "{} answers to a read of {} keys",
@@ -230,7 +215,44 @@ impl Store for RedisStore {
                     codes.len()
                 )));
             }
-            Ok(found.into_iter().map(stored_link).collect())
+            // `GETRANGE` answers an empty string for a key that does not exist, and for an empty
+            // value: which it was is asked of those keys alone, so that a hit costs one round
+            // trip and a miss two.
+            let empty: Vec<&Code> = codes
+                .iter()
+                .zip(&found)
+                .filter(|(_, read)| matches!(read, Ok(value) if value.is_empty()))
+                .map(|(code, _)| code)
+                .collect();
+            let mut stored: HashSet<&str> = HashSet::new();
+            if !empty.is_empty() {
+                let mut exists = redis::pipe();
+                for code in &empty {
+                    exists.exists(link_key(code));
+                }
+                let (mut connection, unfinished) = self.connection().await?;
+                let answers: Vec<bool> =
+                    unfinished.finished(exists.query_async(&mut connection).await)?;
+                stored.extend(
+                    empty
+                        .iter()
+                        .zip(answers)
+                        .filter(|(_, exists)| *exists)
+                        .map(|(code, _)| code.as_str()),
+                );
+            }
+            Ok(codes
+                .iter()
+                .zip(found)
+                .map(|(code, read)| match read {
+                    Ok(value) if value.is_empty() && !stored.contains(code.as_str()) => Ok(None),
+                    Ok(value) => stored_link(&value),
+                    // Not quoted: what a key holds is never logged.
+                    Err(_) => Err(BackendError::Malformed(
+                        "a link's key holds something other than a string".to_owned(),
+                    )),
+                })
+                .collect())
         })
     }
 
@@ -282,27 +304,12 @@ impl Store for RedisStore {
     }
 }
 
-/// One value [`READ_BOUNDED`] read: a link document, none, or why it is not one.
-fn stored_link(value: Value) -> Lookup {
-    let json = match value {
-        Value::Nil => return Ok(None),
-        Value::BulkString(bytes) => bytes,
-        Value::Int(_) => {
-            return Err(BackendError::Malformed(
-                "a link's key holds something other than a string".to_owned(),
-            ));
-        }
-        // Not quoted: what a key holds is never logged.
-        _ => {
-            return Err(BackendError::Malformed(
-                "redis answered an unexpected kind of reply for a link".to_owned(),
-            ));
-        }
-    };
+/// What `GETRANGE` read of a link's key: a link document, or why it is not one.
+fn stored_link(json: &[u8]) -> Lookup {
     if json.len() > MAX_DOCUMENT_BYTES {
         return Err(BackendError::TooLarge(MAX_DOCUMENT_BYTES));
     }
-    serde_json::from_slice(&json)
+    serde_json::from_slice(json)
         .map(Some)
         .map_err(|error| BackendError::Malformed(format!("an unreadable link document: {error}")))
 }

@@ -1,5 +1,6 @@
 //! A huge value planted under a link's key, on Redis and on PostgreSQL: the consumer refuses it
-//! as too large without reading it whole, and the links looked up beside it are unharmed.
+//! as too large without reading it whole, and the links looked up beside it are unharmed. On
+//! Redis also a key of another type and an empty value, each refused alone.
 
 use consumer::backend::{Backend, BackendError};
 use consumer::links::{Code, LinkDocument, MAX_DOCUMENT_BYTES};
@@ -124,4 +125,49 @@ async fn on_postgres_a_planted_huge_value_is_refused_and_its_neighbour_served() 
 
     look_up_beside_each_other(&backend).await;
     assert_eq!(calls(&registry), (6, 7.0), "the two went together");
+}
+
+#[tokio::test]
+async fn on_redis_a_key_holding_no_link_document_fails_its_own_lookup_alone() {
+    let test = "on_redis_a_key_holding_no_link_document_fails_its_own_lookup_alone";
+    let Some(redis) = RedisServer::start(test, None).await else {
+        return;
+    };
+    let mut connection = redis.connection().await;
+    let _: () = connection
+        .hset("portbound:links:hash", "url", "https://example.com/")
+        .await
+        .unwrap();
+    let _: () = connection.set("portbound:links:empty", "").await.unwrap();
+    let fine = serde_json::to_string(&fine()).unwrap();
+    let _: () = connection.set("portbound:links:fine", fine).await.unwrap();
+
+    let (backend, registry) = backend(&redis.attach_url());
+    // Four lookups first, each a call of its own, so that the four below go together in one.
+    let first: Vec<Code> = (0..4)
+        .map(|i| Code::parse(&format!("first{i}")).unwrap())
+        .collect();
+    let codes = ["hash", "empty", "fine", "absent"].map(|code| Code::parse(code).unwrap());
+    let (firsts, [hash, empty, fine, absent]) = tokio::join!(
+        futures_util::future::join_all(first.iter().map(|code| backend.link(code))),
+        async {
+            let [a, b, c, d] = &codes;
+            let (a, b, c, d) = tokio::join!(
+                backend.link(a),
+                backend.link(b),
+                backend.link(c),
+                backend.link(d)
+            );
+            [a, b, c, d]
+        }
+    );
+    assert!(firsts.into_iter().all(|lookup| lookup.unwrap().is_none()));
+    assert!(matches!(hash, Err(BackendError::Malformed(_))), "{hash:?}");
+    assert!(
+        matches!(empty, Err(BackendError::Malformed(_))),
+        "{empty:?}"
+    );
+    assert_eq!(fine.unwrap().unwrap().url, "https://example.com/fine");
+    assert_eq!(absent.unwrap(), None);
+    assert_eq!(calls(&registry), (5, 8.0), "the four went together");
 }
