@@ -215,13 +215,22 @@ impl Store for RedisStore {
                     codes.len()
                 )));
             }
+            // A key of another type fails its own lookup (`None` here); any other error (still
+            // loading, refused) is the whole call's, as it would be for a single command.
+            let mut reads: Vec<Option<Vec<u8>>> = Vec::with_capacity(found.len());
+            for read in found {
+                match read {
+                    Err(error) if error.code() != Some("WRONGTYPE") => return Err(failure(error)),
+                    read => reads.push(read.ok()),
+                }
+            }
             // `GETRANGE` answers an empty string for a key that does not exist, and for an empty
             // value: which it was is asked of those keys alone, so that a hit costs one round
             // trip and a miss two.
             let empty: Vec<&Code> = codes
                 .iter()
-                .zip(&found)
-                .filter(|(_, read)| matches!(read, Ok(value) if value.is_empty()))
+                .zip(&reads)
+                .filter(|(_, read)| matches!(read, Some(value) if value.is_empty()))
                 .map(|(code, _)| code)
                 .collect();
             let mut stored: HashSet<&str> = HashSet::new();
@@ -243,12 +252,12 @@ impl Store for RedisStore {
             }
             Ok(codes
                 .iter()
-                .zip(found)
+                .zip(reads)
                 .map(|(code, read)| match read {
-                    Ok(value) if value.is_empty() && !stored.contains(code.as_str()) => Ok(None),
-                    Ok(value) => stored_link(&value),
+                    Some(value) if value.is_empty() && !stored.contains(code.as_str()) => Ok(None),
+                    Some(value) => stored_link(&value),
                     // Not quoted: what a key holds is never logged.
-                    Err(_) => Err(BackendError::Malformed(
+                    None => Err(BackendError::Malformed(
                         "a link's key holds something other than a string".to_owned(),
                     )),
                 })

@@ -171,3 +171,35 @@ async fn on_redis_a_key_holding_no_link_document_fails_its_own_lookup_alone() {
     assert_eq!(absent.unwrap(), None);
     assert_eq!(calls(&registry), (5, 8.0), "the four went together");
 }
+
+#[tokio::test]
+async fn on_redis_a_read_refused_for_every_key_fails_the_call_as_refused() {
+    let test = "on_redis_a_read_refused_for_every_key_fails_the_call_as_refused";
+    let Some(redis) = RedisServer::start(test, None).await else {
+        return;
+    };
+    let mut connection = redis.connection().await;
+    // A user who may not read links' keys: every read of the call is refused alike (NOPERM),
+    // which is the call's failure, not a value the key holds.
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "counter",
+            "on",
+            ">counter-secret",
+            "~portbound:clicks:*",
+            "+@all",
+        ])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let url = redis
+        .attach_url()
+        .replace("redis://", "redis://counter:counter-secret@");
+    let (backend, _) = backend(&url);
+    let refused = backend.link(&Code::parse("any").unwrap()).await;
+    assert!(
+        matches!(refused, Err(BackendError::Rejected(_))),
+        "{refused:?}"
+    );
+}
