@@ -217,11 +217,11 @@ impl Store for RedisStore {
             }
             // A key of another type fails its own lookup (`None` here); any other error (still
             // loading, refused) is the whole call's, as it would be for a single command.
-            let mut reads: Vec<Option<Vec<u8>>> = Vec::with_capacity(found.len());
+            let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(found.len());
             for read in found {
                 match read {
                     Err(error) if error.code() != Some("WRONGTYPE") => return Err(failure(error)),
-                    read => reads.push(read.ok()),
+                    read => values.push(read.ok()),
                 }
             }
             // `GETRANGE` answers an empty string for a key that does not exist, and for an empty
@@ -229,8 +229,8 @@ impl Store for RedisStore {
             // trip and a miss two.
             let empty: Vec<&Code> = codes
                 .iter()
-                .zip(&reads)
-                .filter(|(_, read)| matches!(read, Some(value) if value.is_empty()))
+                .zip(&values)
+                .filter(|(_, value)| matches!(value, Some(value) if value.is_empty()))
                 .map(|(code, _)| code)
                 .collect();
             let mut stored: HashSet<&str> = HashSet::new();
@@ -252,8 +252,8 @@ impl Store for RedisStore {
             }
             Ok(codes
                 .iter()
-                .zip(reads)
-                .map(|(code, read)| match read {
+                .zip(values)
+                .map(|(code, value)| match value {
                     Some(value) if value.is_empty() && !stored.contains(code.as_str()) => Ok(None),
                     Some(value) => stored_link(&value),
                     // Not quoted: what a key holds is never logged.
