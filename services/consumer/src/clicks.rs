@@ -27,8 +27,8 @@ use crate::links::Code;
 /// Batches sent to the backend at the same time during a flush: one, so that a flush's writes
 /// take turns with the lookups rather than hold the backend in a burst. Sixteen at a time held
 /// PostgreSQL busy for hundreds of milliseconds each second with codes drawn from 10⁵ links, and
-/// a redirect's p99 with it (200–780 ms, against 6 ms one at a time, in `bench/scale.py`'s
-/// placement); Redis ran the sixteen scripts back to back (p99 28–62 ms, against 4–6 ms).
+/// a redirect's p99 with it (200–780 ms, against 6–8 ms one at a time, in `bench/scale.py`'s
+/// placement); Redis ran the sixteen scripts back to back (p99 28–62 ms, against 3–7 ms).
 const CONCURRENT_SENDS: usize = 1;
 
 /// Clicks for up to [`MAX_BATCH_CODES`] codes, to be added in the backend under one idempotency key.

@@ -22,7 +22,6 @@
 //! once on a connection still being remade. Wrong credentials are `Rejected` (502); neither
 //! the password nor a value is ever logged.
 
-use std::collections::HashSet;
 use std::sync::RwLock;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -227,34 +226,27 @@ impl Store for RedisStore {
             // `GETRANGE` answers an empty string for a key that does not exist, and for an empty
             // value: which it was is asked of those keys alone, so that a hit costs one round
             // trip and a miss two.
-            let empty: Vec<&Code> = codes
-                .iter()
-                .zip(&values)
-                .filter(|(_, value)| matches!(value, Some(value) if value.is_empty()))
-                .map(|(code, _)| code)
+            let empty: Vec<usize> = (0..codes.len())
+                .filter(|&i| matches!(&values[i], Some(value) if value.is_empty()))
                 .collect();
-            let mut stored: HashSet<&str> = HashSet::new();
+            let mut absent = vec![false; codes.len()];
             if !empty.is_empty() {
                 let mut exists = redis::pipe();
-                for code in &empty {
-                    exists.exists(link_key(code));
+                for &i in &empty {
+                    exists.exists(link_key(&codes[i]));
                 }
                 let (mut connection, unfinished) = self.connection().await?;
                 let answers: Vec<bool> =
                     unfinished.finished(exists.query_async(&mut connection).await)?;
-                stored.extend(
-                    empty
-                        .iter()
-                        .zip(answers)
-                        .filter(|(_, exists)| *exists)
-                        .map(|(code, _)| code.as_str()),
-                );
+                for (&i, exists) in empty.iter().zip(answers) {
+                    absent[i] = !exists;
+                }
             }
-            Ok(codes
-                .iter()
-                .zip(values)
-                .map(|(code, value)| match value {
-                    Some(value) if value.is_empty() && !stored.contains(code.as_str()) => Ok(None),
+            Ok(values
+                .into_iter()
+                .zip(absent)
+                .map(|(value, absent)| match value {
+                    _ if absent => Ok(None),
                     Some(value) => stored_link(&value),
                     // Not quoted: what a key holds is never logged.
                     None => Err(BackendError::Malformed(

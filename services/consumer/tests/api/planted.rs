@@ -2,6 +2,7 @@
 //! as too large without reading it whole, and the links looked up beside it are unharmed. On
 //! Redis also a key of another type and an empty value, each refused alone.
 
+use consumer::backend::coalescer::Lookup;
 use consumer::backend::{Backend, BackendError};
 use consumer::links::{Code, LinkDocument, MAX_DOCUMENT_BYTES};
 use redis::AsyncCommands;
@@ -31,17 +32,24 @@ fn calls(registry: &prometheus::Registry) -> (u64, f64) {
     (histogram.get_sample_count(), histogram.get_sample_sum())
 }
 
-/// Looks `huge` and `fine` up in one call, and checks what each got: four lookups of other
-/// codes go first, each starting a call of its own (as many as may be in flight), so that the
-/// two wait and go together in the next.
-async fn look_up_beside_each_other(backend: &Backend) {
+/// Looks `codes` up in one call: four lookups of other codes go first, each starting a call of
+/// its own (as many as may be in flight), so that `codes` wait and go together in the next.
+async fn look_up_together<const N: usize>(backend: &Backend, codes: [&str; N]) -> [Lookup; N] {
     let first: Vec<Code> = (0..4)
         .map(|i| Code::parse(&format!("first{i}")).unwrap())
         .collect();
-    let (huge, fine) = (Code::parse("huge").unwrap(), Code::parse("fine").unwrap());
-    let firsts = futures_util::future::join_all(first.iter().map(|code| backend.link(code)));
-    let (firsts, planted, kept) = tokio::join!(firsts, backend.link(&huge), backend.link(&fine));
+    let codes = codes.map(|code| Code::parse(code).unwrap());
+    let (firsts, found) = tokio::join!(
+        futures_util::future::join_all(first.iter().map(|code| backend.link(code))),
+        futures_util::future::join_all(codes.iter().map(|code| backend.link(code)))
+    );
     assert!(firsts.into_iter().all(|lookup| lookup.unwrap().is_none()));
+    found.try_into().unwrap()
+}
+
+/// Looks `huge` and `fine` up in one call, and checks what each got.
+async fn look_up_beside_each_other(backend: &Backend) {
+    let [planted, kept] = look_up_together(backend, ["huge", "fine"]).await;
     assert!(
         matches!(planted, Err(BackendError::TooLarge(limit)) if limit == MAX_DOCUMENT_BYTES),
         "{planted:?}"
@@ -143,25 +151,8 @@ async fn on_redis_a_key_holding_no_link_document_fails_its_own_lookup_alone() {
     let _: () = connection.set("portbound:links:fine", fine).await.unwrap();
 
     let (backend, registry) = backend(&redis.attach_url());
-    // Four lookups first, each a call of its own, so that the four below go together in one.
-    let first: Vec<Code> = (0..4)
-        .map(|i| Code::parse(&format!("first{i}")).unwrap())
-        .collect();
-    let codes = ["hash", "empty", "fine", "absent"].map(|code| Code::parse(code).unwrap());
-    let (firsts, [hash, empty, fine, absent]) = tokio::join!(
-        futures_util::future::join_all(first.iter().map(|code| backend.link(code))),
-        async {
-            let [a, b, c, d] = &codes;
-            let (a, b, c, d) = tokio::join!(
-                backend.link(a),
-                backend.link(b),
-                backend.link(c),
-                backend.link(d)
-            );
-            [a, b, c, d]
-        }
-    );
-    assert!(firsts.into_iter().all(|lookup| lookup.unwrap().is_none()));
+    let [hash, empty, fine, absent] =
+        look_up_together(&backend, ["hash", "empty", "fine", "absent"]).await;
     assert!(matches!(hash, Err(BackendError::Malformed(_))), "{hash:?}");
     assert!(
         matches!(empty, Err(BackendError::Malformed(_))),
