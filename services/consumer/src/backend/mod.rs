@@ -300,13 +300,20 @@ impl Backend {
             untrusted: std::sync::Mutex::new(None),
         });
         let fetching = caller.clone();
-        let fetch: Fetch = Arc::new(move |codes: Vec<Code>| {
+        let fetch: Fetch = Arc::new(move |codes: Vec<Code>, deadline| {
             let caller = fetching.clone();
-            Box::pin(async move { caller.call("lookup", || caller.store.links(&codes)).await })
+            Box::pin(async move {
+                caller
+                    .call_by(deadline, "lookup", || caller.store.links(&codes))
+                    .await
+            })
         });
-        let lookups = Arc::new(Coalescer::new(fetch, LOOKUP_CALLS, move |codes| {
-            lookups_per_call.observe(codes as f64);
-        }));
+        let lookups = Arc::new(Coalescer::new(
+            fetch,
+            LOOKUP_CALLS,
+            settings.timeout,
+            move |codes| lookups_per_call.observe(codes as f64),
+        ));
         Ok(Backend { caller, lookups })
     }
 
@@ -326,9 +333,7 @@ impl Backend {
     /// The link stored under `code`, if any, looked up together with whatever other lookups
     /// are waiting, within the deadline (`UPSTREAM_TIMEOUT`) from now.
     pub async fn link(&self, code: &Code) -> Result<Option<LinkDocument>, BackendError> {
-        self.lookups
-            .lookup(code.clone(), self.caller.deadline)
-            .await
+        self.lookups.lookup(code.clone()).await
     }
 
     /// Stores `document` under `code` unless the code is taken. A create retried after a lost
@@ -375,9 +380,20 @@ impl Backend {
 }
 
 impl Caller {
-    /// One call through the breaker, within the deadline, tried at most twice.
+    /// One call through the breaker, within the deadline from now, tried at most twice.
     async fn call<'a, T>(
         &'a self,
+        what: &str,
+        attempt: impl Fn() -> Attempt<'a, T>,
+    ) -> Result<T, BackendError> {
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        self.call_by(deadline, what, attempt).await
+    }
+
+    /// One call through the breaker, ended by `deadline`, tried at most twice.
+    async fn call_by<'a, T>(
+        &'a self,
+        deadline: tokio::time::Instant,
         what: &str,
         attempt: impl Fn() -> Attempt<'a, T>,
     ) -> Result<T, BackendError> {
@@ -396,7 +412,7 @@ impl Caller {
                 outcome => outcome,
             }
         };
-        let outcome = tokio::time::timeout(self.deadline, attempts)
+        let outcome = tokio::time::timeout_at(deadline, attempts)
             .await
             .unwrap_or(Err(BackendError::Timeout(self.deadline)));
         let label = match &outcome {
